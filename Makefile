@@ -1,0 +1,33 @@
+# Set-up and everyday commands. `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo lint bench clean
+
+install: $(STAMP)
+
+# Re-runs only when the packaging files change; the constraints pin the torch build
+# (DEVELOPERS.md) while setup.cfg keeps ranges for other machines.
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+demo: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" sh scripts/demo.sh
+
+lint: install
+	$(BIN)/ruff check segcli recipes tests scripts
+	$(BIN)/ruff format --check segcli recipes tests scripts
+
+bench: install
+	$(BIN)/python scripts/bench_metrics.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

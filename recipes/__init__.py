@@ -1,0 +1,4 @@
+"""One module per paper, installed as `segcli.recipes`; each defines RECIPES (see segcli.recipe).
+
+Import these as `segcli.recipes.<module>`, never as `recipes.<module>`.
+"""

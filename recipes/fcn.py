@@ -1,0 +1,152 @@
+"""FCN-32s, FCN-16s, FCN-8s: Long, Shelhamer & Darrell, "Fully Convolutional Networks for
+Semantic Segmentation", CVPR 2015, arXiv:1411.4038.
+
+VGG16 with fc6/fc7 as convolutions, class scores from fc7 (and from pool4, pool3 for the skip
+nets), learned bilinear-initialised deconvolutions and a fixed bilinear last one (section 4.2).
+
+Deviation: the reference Caffe nets pad conv1_1 by 100 px and crop the upsampled scores so the
+output covers any input. Here the input is zero-padded (mean colour after normalisation) at the
+bottom/right to a multiple of 32 and the scores are cropped back to H x W, which gives the same
+alignment for at most 31 extra pixels instead of 200 per side.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+
+from segcli.nn.init import bilinear_upsampler, pad_to_multiple
+from segcli.nn.vgg import POOL3, POOL4, POOL5, vgg16_backbone, vgg16_channels
+from segcli.recipe import Recipe
+
+PAPER = "Fully Convolutional Networks for Semantic Segmentation (arXiv:1411.4038)"
+
+
+class FCN(nn.Module):
+    """model(images [B,3,H,W]) -> logits [B,K,H,W]; stride 32, 16 or 8 for the finest skip."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        stride: int = 8,
+        pretrained: bool = False,
+        width: float = 1.0,
+        fc_channels: int = 4096,
+    ):
+        super().__init__()
+        if stride not in (32, 16, 8):
+            raise ValueError("FCN stride must be 32, 16 or 8")
+        self.stride = stride
+        self.features, fc = vgg16_backbone(pretrained, width)
+        c3, c4, c5 = vgg16_channels(width)
+        self.fc6 = _fc(c5, fc_channels, 7)
+        self.fc7 = _fc(fc_channels, fc_channels, 1)
+        if fc and fc_channels == 4096:
+            _load_fc(self.fc6[0], fc["weight6"], fc["bias6"])
+            _load_fc(self.fc7[0], fc["weight7"], fc["bias7"])
+        self.score_fr = _zero_conv(fc_channels, num_classes)  # section 4.3: zero-initialised
+        if stride == 32:
+            self.upscore = bilinear_upsampler(num_classes, 32, trainable=False)
+            return
+        self.score_pool4 = _zero_conv(c4, num_classes)
+        self.upscore2 = bilinear_upsampler(num_classes, 2, trainable=True)
+        if stride == 16:
+            self.upscore16 = bilinear_upsampler(num_classes, 16, trainable=False)
+            return
+        self.score_pool3 = _zero_conv(c3, num_classes)
+        self.upscore_pool4 = bilinear_upsampler(num_classes, 2, trainable=True)
+        self.upscore8 = bilinear_upsampler(num_classes, 8, trainable=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        h, w = images.shape[-2:]
+        x = pad_to_multiple(images, 32)
+        pool3 = self.features[POOL3](x)
+        pool4 = self.features[POOL4](pool3)
+        score = self.score_fr(self.fc7(self.fc6(self.features[POOL5](pool4))))
+        if self.stride == 32:
+            return self.upscore(score)[..., :h, :w]
+        score = self.upscore2(score) + self.score_pool4(pool4)
+        if self.stride == 16:
+            return self.upscore16(score)[..., :h, :w]
+        score = self.upscore_pool4(score) + self.score_pool3(pool3)
+        return self.upscore8(score)[..., :h, :w]
+
+
+def _fc(cin: int, cout: int, kernel: int) -> nn.Sequential:
+    # "same" padding keeps the fc6 map at pool5's size; dropout as in VGG's classifier
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, padding=kernel // 2), nn.ReLU(inplace=True), nn.Dropout(0.5)
+    )
+
+
+def _zero_conv(cin: int, num_classes: int) -> nn.Conv2d:
+    conv = nn.Conv2d(cin, num_classes, 1)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+def _load_fc(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        conv.bias.copy_(bias)
+
+
+def build_fcn(
+    num_classes: int,
+    stride: int,
+    pretrained: bool = False,
+    width: float = 1.0,
+    fc_channels: int = 4096,
+) -> FCN:
+    return FCN(num_classes, stride, pretrained, width, fc_channels)
+
+
+# Section 4.3 (Optimization): SGD with momentum 0.9, minibatch 20 images, fixed learning rate
+# 1e-4 for FCN-VGG16, weight decay 5e-4, doubled learning rate for biases; whole-image training
+# (section 4.3, Patch Sampling) and no augmentation (section 4.3, Augmentation: mirroring and
+# jittering gave no noticeable improvement). The loss is averaged over labelled pixels rather
+# than summed (section 3's spatial sum), so the learning rate does not depend on image size.
+# 100k iterations as in the reference solver (voc-fcn32s). Images up to 500 px: crop 512.
+PAPER_DEFAULTS = {
+    "optimizer": "sgd",
+    "lr": 1e-4,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "bias_lr_mult": 2.0,
+    "batch_size": 20,
+    "schedule": "constant",
+    "iters": 100_000,
+    "img_size": 512,
+    "scale_range": (1.0, 1.0),
+    "hflip": False,
+}
+# Built-in shapes only (not the paper): VGG16 at quarter width with 256-channel fc6/fc7, Adam
+# with poly decay on 64 px images, so a 2-core CPU reaches mIoU > 0.8 in about 5 minutes.
+QUICK = {
+    "width": 0.25,
+    "fc_channels": 256,
+    "img_size": 64,
+    "batch_size": 8,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "schedule": "poly",
+    "iters": 3000,
+    "val_every": 1000,
+}
+OPTIONS = {"width": 1.0, "fc_channels": 4096}
+
+RECIPES = [
+    Recipe(
+        name=f"fcn{stride}s",
+        task="semantic",
+        paper=PAPER,
+        build_model=partial(build_fcn, stride=stride),
+        defaults=PAPER_DEFAULTS,
+        options=OPTIONS,
+        quick=QUICK,
+    )
+    for stride in (32, 16, 8)
+]

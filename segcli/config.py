@@ -1,0 +1,175 @@
+"""Training configuration: one frozen dataclass, resolved in one place.
+
+Precedence, lowest first: TrainConfig defaults < the recipe's paper defaults < the recipe's quick
+profile (built-in shapes data only) < command-line flags < `--set key=value`.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from segcli.errors import ConfigError
+from segcli.recipe import Recipe
+
+BUILTIN_DATA = "shapes"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; saved with the run and inside every checkpoint."""
+
+    recipe: str
+    data: str = BUILTIN_DATA
+    num_classes: int | None = None  # None: from the dataset (class_names.txt or its masks)
+    epochs: int = 1
+    iters: int | None = None  # optimizer steps; overrides epochs
+    batch_size: int = 8
+    img_size: int = 512  # training crop (semantic) or resize target (instance)
+    optimizer: str = "sgd"  # sgd | adamw | adam
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    bias_lr_mult: float = 1.0
+    schedule: str = "poly"  # poly | step | constant
+    poly_power: float = 0.9
+    lr_steps: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
+    warmup_iters: int = 0
+    warmup_factor: float = 0.001
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    hflip: bool = True
+    elastic: bool = False  # U-Net section 3.1: elastic deformation on a 3x3 grid
+    accumulate: int = 1  # micro-batches per optimizer step
+    grad_clip: float = 0.0  # max gradient norm; 0 disables
+    device: str = "auto"
+    amp: bool = True  # CUDA only: bf16 where supported, else fp16 with a GradScaler
+    channels_last: bool = False
+    compile: bool = False
+    workers: int = 2
+    out: str | None = None
+    save_every: int = 500
+    val_every: int = 0  # iterations; 0: at the end of every epoch and of training
+    log_every: int = 10
+    resume: str | None = None
+    weights: str | None = None
+    pretrained: bool = False
+    seed: int = 0
+    ignore_index: int = 255
+    binary: bool = False  # masks of 0/255 mean background/foreground
+    skip_nonfinite: bool = False
+    sync_bn: bool = False
+    shapes_train: int = 2000  # built-in data: images per split
+    shapes_val: int = 100
+    model: Mapping[str, Any] = field(default_factory=dict)  # the recipe's build_model options
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["model"] = dict(self.model)
+        return out
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name not in ("recipe", "model")}
+_HINTS = typing.get_type_hints(TrainConfig)
+
+
+def resolve_config(
+    recipe: Recipe, flags: Mapping[str, Any] | None = None, sets: Iterable[str] = ()
+) -> TrainConfig:
+    """Merge the layers for `recipe`; `flags` holds command-line values (None = not given)."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    overrides = parse_sets(sets, recipe)
+    data = overrides.get("data", flags.get("data", BUILTIN_DATA))
+    layers = [recipe.defaults, recipe.quick if data == BUILTIN_DATA else {}, flags, overrides]
+    values: dict[str, Any] = {}
+    options = dict(recipe.options)
+    for layer in layers:
+        for key, value in layer.items():
+            if key in recipe.options:
+                options[key] = _coerce(key, value, type(recipe.options[key]), recipe.options[key])
+            elif key in FIELDS:
+                values[key] = _coerce(key, value, _HINTS[key], FIELDS[key].default)
+            else:
+                raise ConfigError(_unknown_key(key, recipe))
+    return TrainConfig(recipe=recipe.name, model=options, **values)
+
+
+def parse_sets(sets: Iterable[str], recipe: Recipe) -> dict[str, Any]:
+    """Parse `key=value` strings; values go through ast.literal_eval, else stay strings."""
+    parsed = {}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--set '{item}': expected key=value")
+        if key not in FIELDS and key not in recipe.options:
+            raise ConfigError(_unknown_key(key, recipe))
+        try:
+            parsed[key] = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            parsed[key] = raw.strip()
+    return parsed
+
+
+def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
+    """Rebuild a TrainConfig saved with `to_dict` (keys this version does not know are dropped)."""
+    known = {k: v for k, v in values.items() if k in FIELDS or k in ("recipe", "model")}
+    for key in ("lr_steps", "scale_range"):
+        if key in known:
+            known[key] = tuple(known[key])
+    return TrainConfig(**known)
+
+
+def config_diff(old: TrainConfig, new: TrainConfig) -> list[str]:
+    """Lines `key: old -> new` for every setting that differs."""
+    a, b = old.to_dict(), new.to_dict()
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in b if a.get(k) != b.get(k)]
+
+
+def _unknown_key(key: str, recipe: Recipe) -> str:
+    known = sorted([*FIELDS, *recipe.options])
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"unknown setting '{key}' for recipe {recipe.name}{hint}"
+
+
+def _coerce(key: str, value: Any, hint: Any, default: Any) -> Any:
+    """Check `value` against the declared type; convert where it is unambiguous."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        return _coerce(key, value, args[0], default)
+    if origin is tuple or hint is tuple:
+        if not isinstance(value, (list, tuple)):
+            value = (value,)
+        inner = typing.get_args(hint)[:1] or [type(default[0]) if default else float]
+        return tuple(_coerce(key, v, inner[0], None) for v in value)
+    if hint is bool:
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "no", "off", "0"):
+            return False
+        if isinstance(value, bool) or value in (0, 1):
+            return bool(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        return str(value)
+    elif hint is type(None) or isinstance(value, hint):
+        return value
+    name = getattr(hint, "__name__", str(hint))
+    raise ConfigError(f"setting '{key}': expected {name}, got {value!r}")

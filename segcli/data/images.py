@@ -1,0 +1,89 @@
+"""Reading images and label masks, with errors that name the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from segcli.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+EXIF_ORIENTATION = 0x0112
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """RGB uint8 [H, W, 3], with the EXIF orientation applied (as labelme shows the image)."""
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: image not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: cannot decode image ({exc.__class__.__name__})") from None
+
+
+def exif_rotation(path: str | Path) -> int | None:
+    """The EXIF orientation tag (2..8) when the image must be turned to be seen upright."""
+    try:
+        with Image.open(path) as im:
+            value = im.getexif().get(EXIF_ORIENTATION)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    return value if value in range(2, 9) else None
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Class ids [H, W] from a palette or grey PNG (uint8, or int32 for 16-bit files).
+
+    An RGB mask holds colours, not class ids: that is an error with the fix in it.
+    """
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            if mode in ("RGB", "RGBA"):
+                raise DataError(
+                    f"{path}: RGB mask, expected class ids (a palette or grey PNG); "
+                    "convert the colours to ids first"
+                )
+            if mode == "LA":
+                im = im.getchannel(0)
+            array = np.asarray(im)
+    except FileNotFoundError:
+        raise DataError(f"{path}: mask not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: cannot decode mask ({exc.__class__.__name__})") from None
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    return array if array.dtype == np.uint8 else array.astype(np.int32)
+
+
+def check_mask(
+    mask: np.ndarray, image_shape: tuple, num_classes: int, ignore_index: int, path: str | Path
+) -> None:
+    """Raise DataError if the mask's size or values do not fit the image and class count."""
+    if mask.shape[:2] != tuple(image_shape[:2]):
+        raise DataError(
+            f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
+            f"{image_shape[1]}x{image_shape[0]}"
+        )
+    top = int(mask.max()) if mask.size else 0
+    if top < num_classes:
+        return
+    bad = np.unique(mask[(mask >= num_classes) & (mask != ignore_index)])
+    if bad.size:
+        hint = (
+            "; masks of 0/255 look binary: --set binary=true"
+            if set(np.unique(mask).tolist()) <= {0, 255} and num_classes <= 2
+            else f"; fix the mask, raise --set num_classes, or --set ignore_index={int(bad[0])}"
+        )
+        raise DataError(
+            f"{path}: label value {int(bad[0])} >= num_classes {num_classes} "
+            f"(not the ignore index {ignore_index}){hint}"
+        )
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

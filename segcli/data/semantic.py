@@ -1,0 +1,41 @@
+"""Semantic samples for the loader: checked, augmented with a per-sample seed, as tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from segcli.data.images import check_mask
+from segcli.data.transforms import seed_transform
+
+
+class SemanticSamples(Dataset):
+    """`dataset[i]` or `dataset[(i, seed)]` -> (image float [3,H,W], mask long [H,W])."""
+
+    def __init__(
+        self, source, transform, num_classes: int, ignore_index: int = 255, binary: bool = False
+    ):
+        self.source, self.transform = source, transform
+        self.num_classes, self.ignore_index, self.binary = num_classes, ignore_index, binary
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, key):
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        sample = self.source.load(index)
+        image, mask = sample["image"], sample["mask"]
+        if self.binary:  # 0/255 masks: 255 is the foreground, not the ignore index
+            mask = (mask > 127).astype(np.uint8)
+        check_mask(
+            mask,
+            image.shape,
+            self.num_classes,
+            self.ignore_index,
+            sample.get("mask_path", sample["name"]),
+        )
+        if seed is not None:
+            seed_transform(self.transform, seed)
+        out = self.transform(image=image, mask=mask)
+        return out["image"], torch.as_tensor(out["mask"], dtype=torch.long)

@@ -1,0 +1,1 @@
+"""Training, evaluation, inference and benchmarking: one loop for every recipe."""

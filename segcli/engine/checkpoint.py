@@ -1,0 +1,125 @@
+"""Checkpoints: atomic writes, exact-resume state (RNG included), and partial weight loading."""
+
+from __future__ import annotations
+
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from segcli import io
+from segcli.errors import DataError
+
+FORMAT_VERSION = 1
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DistributedDataParallel and/or torch.compile wrappers."""
+    model = getattr(model, "_orig_mod", model)
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU and CUDA) generator states, in types torch.load accepts."""
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            **np_state,
+            "state": {
+                **np_state["state"],
+                "key": torch.from_numpy(np_state["state"]["key"].copy()),
+            },
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    np.random.set_state(
+        {**np_state, "state": {**np_state["state"], "key": np_state["state"]["key"].numpy()}}
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write `payload` atomically (temp file + fsync + os.replace)."""
+    io.save_torch(path, {"format": FORMAT_VERSION, **payload})
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read a segcli checkpoint onto the CPU; a missing or foreign file is a DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: not a readable checkpoint ({reason})") from None
+    if not isinstance(payload, dict) or "model" not in payload:
+        raise DataError(f"{path}: not a segcli checkpoint (no model weights inside)")
+    return payload
+
+
+def state_dict_of(payload_or_state: dict) -> dict[str, torch.Tensor]:
+    """The model weights inside a segcli checkpoint, or a plain state dict as it is."""
+    state = payload_or_state.get("model", payload_or_state)
+    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def load_matching(model: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
+    """Copy every tensor whose name and shape match (staged training, e.g. FCN-32s -> 16s).
+
+    Returns (loaded names, skipped names of the model).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: weights file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: cannot read weights ({type(exc).__name__})") from None
+    source = state_dict_of(payload) if isinstance(payload, dict) else {}
+    target = model.state_dict()
+    matching = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+    if not matching:
+        raise DataError(f"{path}: no tensor matches this model by name and shape")
+    model.load_state_dict(matching, strict=False)
+    return sorted(matching), sorted(set(target) - set(matching))
+
+
+def restore_model(path: str | Path, device) -> tuple[nn.Module, Any, Any, tuple[str, ...], dict]:
+    """(model in eval mode on `device`, recipe, config, class names, payload) from a checkpoint."""
+    from segcli.config import config_from_dict
+    from segcli.recipe import get_recipe
+
+    payload = load(path)
+    for key in ("recipe", "config", "class_names"):
+        if key not in payload:
+            raise DataError(f"{path}: not a segcli checkpoint (no '{key}' inside)")
+    recipe = get_recipe(payload["recipe"])
+    cfg = config_from_dict(payload["config"])
+    names = tuple(payload["class_names"])
+    model = recipe.build_model(len(names), pretrained=False, **{**recipe.options, **cfg.model})
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        raise DataError(
+            f"{path}: weights do not fit {recipe.name} ({str(exc).splitlines()[0][:100]})"
+        ) from None
+    return model.to(device).eval(), recipe, cfg, names, payload

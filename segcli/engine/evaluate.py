@@ -1,0 +1,70 @@
+"""`segcli eval`: a checkpoint on a dataset's val split, or saved label PNGs against ground
+truth."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from segcli.data.folders import pair_by_stem
+from segcli.data.images import read_mask
+from segcli.engine import checkpoint, tasks
+from segcli.engine.device import select_device, select_precision
+from segcli.engine.distributed import DistInfo
+from segcli.errors import DataError
+from segcli.metrics import SegMetrics
+
+
+def evaluate_checkpoint(
+    path: Path, data: str | None, device_name: str = "auto", workers: int = 2
+) -> tuple[dict, tuple[str, ...], object]:
+    """Scores of a checkpoint on the val split of `data` (default: the data it was trained on).
+
+    Returns (result, class names, task module).
+    """
+    device = select_device(device_name)
+    model, recipe, cfg, names, _ = checkpoint.restore_model(path, device)
+    if data:
+        cfg = dataclasses.replace(cfg, data=data)
+    cfg = dataclasses.replace(cfg, num_classes=len(names), workers=workers)
+    task = tasks.get(recipe.task)
+    task_data = task.build_data(cfg, splits=("val",))
+    if len(task_data.class_names) != len(names):
+        raise DataError(
+            f"{cfg.data}: has {len(task_data.class_names)} classes but the "
+            f"checkpoint was trained on {len(names)}"
+        )
+    precision = select_precision(device, cfg.amp)
+    result = task.validate(model, task_data, cfg, device, precision, DistInfo())
+    return result, names, task
+
+
+def evaluate_label_folders(
+    pred_dir: Path, gt_dir: Path, num_classes: int, ignore_index: int = 255
+) -> dict:
+    """Scores of saved label PNGs in `pred_dir` against `gt_dir`, paired by file stem."""
+    metrics = SegMetrics(num_classes, ignore_index)
+    for pred_path, gt_path in pair_by_stem(pred_dir, gt_dir):
+        pred, gt = read_mask(pred_path), read_mask(gt_path)
+        if pred.shape != gt.shape:
+            raise DataError(
+                f"{pred_path}: prediction is {pred.shape[1]}x{pred.shape[0]} but "
+                f"{gt_path.name} is {gt.shape[1]}x{gt.shape[0]}"
+            )
+        _check_range(pred, num_classes, None, pred_path)
+        _check_range(gt, num_classes, ignore_index, gt_path)
+        metrics.update(torch.from_numpy(pred.astype("int64")), torch.from_numpy(gt.astype("int64")))
+    result = metrics.compute()
+    return {**result, "confusion": metrics.confusion_matrix().tolist()}
+
+
+def _check_range(label, num_classes: int, ignore_index: int | None, path: Path) -> None:
+    bad = (label >= num_classes) & (label != ignore_index if ignore_index is not None else True)
+    if bad.any():
+        value = int(label[bad][0])
+        raise DataError(
+            f"{path}: label value {value} >= --num-classes {num_classes}"
+            + (f" (ignore index is {ignore_index})" if ignore_index is not None else "")
+        )

@@ -1,0 +1,369 @@
+"""The one training loop: fit() -> train_one_epoch() and evaluate(), for every recipe.
+
+Runs unchanged on CPU, one GPU or many (torchrun + DistributedDataParallel). Iterations count
+optimizer steps; a micro-batch counter inside the epoch makes resume exact.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch.nn.parallel import DistributedDataParallel
+
+from segcli.config import TrainConfig
+from segcli.data.loader import train_loader
+from segcli.engine import checkpoint, distributed, reporting, tasks
+from segcli.engine.device import select_device, select_precision
+from segcli.engine.optim import build_optimizer, build_scheduler
+from segcli.engine.runs import MetricsLog
+from segcli.engine.session import RunSession, open_session
+from segcli.errors import SegcliError
+from segcli.recipe import Recipe
+
+
+class Interrupted(SegcliError):
+    """Ctrl-C: last.pt was written; the message says how to resume."""
+
+    exit_code = 130
+
+
+class NonFiniteLoss(SegcliError):
+    """The loss became NaN or infinite; last.pt holds the last good state."""
+
+
+@dataclass
+class Progress:
+    iteration: int = 0  # optimizer steps done
+    epoch: int = 0
+    batch_in_epoch: int = 0  # micro-batches of this epoch already consumed (this rank)
+    best_score: float = -math.inf
+    best_iteration: int = -1
+    skipped_nonfinite: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def fit(cfg: TrainConfig, recipe: Recipe, console: Console | None = None) -> Path:
+    """Train `recipe` as `cfg` says; returns the run folder."""
+    console = console or Console()
+    device = select_device(cfg.device, int(os.environ.get("LOCAL_RANK", 0)))
+    # Denormal floats (weights decaying towards 0) make CPU kernels many times slower.
+    torch.set_flush_denormal(True)
+    dist = distributed.init_distributed(use_cuda=device.type == "cuda")
+    try:
+        return _fit(cfg, recipe, console, device, dist)
+    finally:
+        distributed.shutdown()
+
+
+def _fit(cfg, recipe, console, device, dist) -> Path:
+    task = tasks.get(recipe.task)
+    log = reporting.Reporter(console, enabled=dist.is_main)
+    seed_everything(cfg.seed + dist.rank)
+    data = task.build_data(cfg)
+    model = recipe.build_model(len(data.class_names), pretrained=cfg.pretrained, **cfg.model)
+    session = open_session(
+        cfg,
+        recipe,
+        data.class_names,
+        dist,
+        log,
+        model_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
+    )
+    model = _prepare_model(model, cfg, device, dist, session, log)
+    optimizer = build_optimizer(cfg, model)
+    loader = train_loader(
+        data.train,
+        cfg.batch_size,
+        cfg.workers,
+        cfg.seed,
+        dist.rank,
+        dist.world_size,
+        data.collate_fn,
+    )
+    steps_per_epoch = len(loader.sampler) // cfg.batch_size // cfg.accumulate
+    if steps_per_epoch == 0:
+        raise SegcliError(
+            f"{cfg.data}: {len(data.train)} training images are fewer than one "
+            f"batch of {cfg.batch_size * cfg.accumulate * dist.world_size}"
+        )
+    total = cfg.iters or cfg.epochs * steps_per_epoch
+    scheduler = build_scheduler(cfg, optimizer, total)
+    precision = select_precision(device, cfg.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision.needs_scaler)
+    state = Progress()
+    if session.resume_payload is not None:
+        _restore(session.resume_payload, model, optimizer, scheduler, scaler, state)
+        log.info(f"resumed from {session.resume_path} at iteration {state.iteration}/{total}")
+    trainer = Trainer(
+        cfg,
+        recipe,
+        task,
+        data,
+        model,
+        optimizer,
+        scheduler,
+        scaler,
+        precision,
+        device,
+        dist,
+        session,
+        log,
+        total,
+        steps_per_epoch,
+    )
+    log.start(cfg, dist, device, precision, total, len(data.train), session.run_dir)
+    trainer.run(loader, state)
+    return session.run_dir
+
+
+def _prepare_model(model, cfg, device, dist, session, log):
+    if cfg.weights:
+        loaded, skipped = checkpoint.load_matching(model, cfg.weights)
+        log.info(
+            f"--weights {cfg.weights}: loaded {len(loaded)} tensors, kept "
+            f"{len(skipped)} as initialised"
+            + (
+                f" ({', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''})"
+                if skipped
+                else ""
+            )
+        )
+    if cfg.sync_bn and dist.enabled:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if dist.enabled:
+        model = DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=False,
+        )
+    if cfg.compile:
+        model = torch.compile(model)
+    return model
+
+
+def _restore(payload, model, optimizer, scheduler, scaler, state: Progress) -> None:
+    checkpoint.unwrap(model).load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    if payload.get("scaler"):
+        scaler.load_state_dict(payload["scaler"])
+    for key, value in payload["progress"].items():
+        setattr(state, key, value)
+    checkpoint.set_rng_state(payload["rng"])
+
+
+class Trainer:
+    """Holds what the loop needs so train_one_epoch stays a short, readable function."""
+
+    def __init__(
+        self,
+        cfg,
+        recipe,
+        task,
+        data,
+        model,
+        optimizer,
+        scheduler,
+        scaler,
+        precision,
+        device,
+        dist,
+        session: RunSession,
+        log,
+        total,
+        steps_per_epoch,
+    ):
+        self.cfg, self.recipe, self.task, self.data = cfg, recipe, task, data
+        self.model, self.optimizer, self.scheduler, self.scaler = (
+            model,
+            optimizer,
+            scheduler,
+            scaler,
+        )
+        self.precision, self.device, self.dist, self.session = precision, device, dist, session
+        self.log, self.total, self.steps_per_epoch = log, total, steps_per_epoch
+        self.metrics_log = MetricsLog(session.run_dir / "metrics.jsonl")
+        self.stop_requested = False
+        self.last_val: dict | None = None
+
+    def run(self, loader, state: Progress) -> None:
+        previous = signal.signal(signal.SIGINT, self._on_sigint) if self._main_thread() else None
+        started = time.perf_counter()
+        try:
+            with self.log.progress(self.total, state.iteration) as bar:
+                while state.iteration < self.total:
+                    loader.sampler.start_at(state.epoch, state.batch_in_epoch * self.cfg.batch_size)
+                    finished_epoch = self.train_one_epoch(loader, state, bar)
+                    if finished_epoch:
+                        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                        if self.cfg.val_every == 0 and state.iteration < self.total:
+                            self.validate(state)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        if self.last_val is None or self.last_val["iter"] != state.iteration:
+            self.validate(state)
+        self.save_last(state)
+        self.session.finish(
+            self.model,
+            self.task,
+            self.data,
+            self.device,
+            state,
+            time.perf_counter() - started,
+            self.last_val,
+        )
+
+    def train_one_epoch(self, loader, state: Progress, bar) -> bool:
+        """Consume the rest of the epoch; False if training ended (total or Ctrl-C) inside it."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        accumulate, losses_sum, poisoned = self.cfg.accumulate, {}, False
+        for batch in loader:
+            losses, _ = self.task.compute_losses(
+                self.model, batch, self.device, self.precision, self.recipe.criterion, self.cfg
+            )
+            loss = sum(losses.values())
+            state.batch_in_epoch += 1
+            if self._finite(loss, state):
+                self.scaler.scale(loss / accumulate).backward()
+                for name, value in losses.items():
+                    losses_sum[name] = (
+                        losses_sum.get(name, 0.0) + float(value.detach()) / accumulate
+                    )
+            else:
+                poisoned = True
+            if state.batch_in_epoch % accumulate:
+                continue
+            self._step(skip=poisoned)
+            state.iteration += 1
+            self._after_step(state, losses_sum, bar)
+            losses_sum, poisoned = {}, False
+            if self.stop_requested:
+                self._interrupt(state)
+            if state.iteration >= self.total:
+                return False
+        return True
+
+    def _step(self, skip: bool = False) -> None:
+        """One optimizer step (none for a step poisoned by a non-finite loss); lr advances."""
+        if skip:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            return
+        if self.cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+
+    def _after_step(self, state: Progress, losses: dict, bar) -> None:
+        lr = self.optimizer.param_groups[0]["lr"]
+        total_loss = sum(losses.values())
+        bar.advance(total_loss, lr)
+        if state.iteration % self.cfg.log_every == 0 or state.iteration == self.total:
+            if self.dist.is_main:
+                self.metrics_log.append(
+                    {
+                        "kind": "train",
+                        "iter": state.iteration,
+                        "epoch": state.epoch,
+                        "loss": total_loss,
+                        "lr": lr,
+                        **losses,
+                    }
+                )
+        if self.cfg.val_every and state.iteration % self.cfg.val_every == 0:
+            self.validate(state)
+        if self.cfg.save_every and state.iteration % self.cfg.save_every == 0:
+            self.save_last(state)
+
+    def _finite(self, loss: torch.Tensor, state: Progress) -> bool:
+        """Whether every rank's loss is finite (ranks agree, so DDP never waits on a skipper)."""
+        ok = torch.isfinite(loss.detach()).to(torch.int32).reshape(1)
+        if self.dist.enabled:
+            ok = distributed.all_reduce_sum(ok) == self.dist.world_size
+        if bool(ok):
+            return True
+        if not self.cfg.skip_nonfinite:
+            raise NonFiniteLoss(
+                f"non-finite loss at iteration {state.iteration + 1}; stopped, "
+                f"{self.session.run_dir / 'last.pt'} keeps the last good state (lower --lr, "
+                "or --set skip_nonfinite=true to skip such steps)"
+            )
+        state.skipped_nonfinite += 1
+        self.log.warn(
+            f"non-finite loss at iteration {state.iteration + 1}: step skipped "
+            f"({state.skipped_nonfinite} so far)"
+        )
+        return False
+
+    def validate(self, state: Progress) -> None:
+        result = self.task.validate(
+            self.model, self.data, self.cfg, self.device, self.precision, self.dist
+        )
+        score = self.task.score_of(result)
+        improved = score > state.best_score
+        if improved:
+            state.best_score, state.best_iteration = score, state.iteration
+        self.last_val = {"iter": state.iteration, **result}
+        if self.dist.is_main:
+            self.metrics_log.append(
+                {"kind": "val", "iter": state.iteration, "epoch": state.epoch, **result}
+            )
+            self.log.validation(self.task, result, self.data.class_names, state.iteration)
+            if improved:
+                self.session.save_best(self.model, state, result)
+        self.model.train()
+
+    def save_last(self, state: Progress) -> None:
+        if not self.dist.is_main:
+            return
+        self.session.save_last(
+            {
+                "model": checkpoint.unwrap(self.model).state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                "progress": asdict(state),
+                "rng": checkpoint.rng_state(),
+            }
+        )
+
+    def _interrupt(self, state: Progress) -> None:
+        self.save_last(state)
+        raise Interrupted(
+            f"interrupted at iteration {state.iteration}; {self.session.run_dir / 'last.pt'} "
+            f"written; resume with: {self.session.resume_command()}"
+        )
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.stop_requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        self.log.warn("Ctrl-C: finishing this iteration and writing last.pt (again to abort)")
+
+    @staticmethod
+    def _main_thread() -> bool:
+        import threading
+
+        return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,161 @@
+"""The semantic task: its data, training losses, evaluation and prediction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from segcli.config import TrainConfig
+from segcli.data.semantic import SemanticSamples
+from segcli.data.sources import class_names_for, open_source
+from segcli.data.transforms import eval_transform, semantic_train_transform
+from segcli.metrics import SegMetrics
+
+SCORE = "miou"
+
+
+@dataclass
+class TaskData:
+    train: torch.utils.data.Dataset
+    val: torch.utils.data.Dataset
+    val_source: object
+    class_names: tuple[str, ...]
+    collate_fn: object = None
+
+
+def build_data(cfg: TrainConfig, splits: tuple[str, ...] = ("train", "val")) -> TaskData:
+    sources = {s: open_source(cfg.data, s, cfg.img_size, _shapes_count(cfg, s)) for s in splits}
+    names = class_names_for(sources[splits[0]], cfg.num_classes, cfg.ignore_index)
+    k = len(names)
+    sets = {}
+    for split, source in sources.items():
+        transform = (
+            semantic_train_transform(
+                cfg.img_size, cfg.scale_range, cfg.hflip, cfg.ignore_index, cfg.elastic
+            )
+            if split == "train"
+            else eval_transform()
+        )
+        sets[split] = SemanticSamples(source, transform, k, cfg.ignore_index, cfg.binary)
+    return TaskData(sets.get("train"), sets.get("val"), sources.get("val"), names)
+
+
+def _shapes_count(cfg: TrainConfig, split: str) -> int:
+    return cfg.shapes_train if split == "train" else cfg.shapes_val
+
+
+def cross_entropy(outputs, target: torch.Tensor, ignore_index: int) -> dict[str, torch.Tensor]:
+    """Pixel-wise cross-entropy averaged over the labelled pixels (float32 even under AMP)."""
+    return {"loss_ce": F.cross_entropy(outputs.float(), target, ignore_index=ignore_index)}
+
+
+def compute_losses(model, batch, device, precision, criterion, cfg: TrainConfig):
+    images, masks = batch
+    images = images.to(device, non_blocking=True)
+    if cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    masks = masks.to(device, non_blocking=True)
+    with precision.autocast():
+        outputs = model(images)
+    return (criterion or cross_entropy)(outputs, masks, cfg.ignore_index), images.shape[0]
+
+
+@torch.no_grad()
+def predict_logits(model, images: torch.Tensor) -> torch.Tensor:
+    """Class scores [B, K, H, W] at the input size, float32."""
+    return model(images).float()
+
+
+@torch.no_grad()
+def evaluate(
+    model, loader, num_classes: int, ignore_index: int, device, precision, predict=predict_logits
+) -> tuple[dict, np.ndarray]:
+    """Scores over the whole loader (all ranks together) and the confusion matrix."""
+    model.eval()
+    metrics = SegMetrics(num_classes, ignore_index)
+    for images, masks in loader:
+        with precision.autocast():
+            logits = predict(model, images.to(device, non_blocking=True))
+        metrics.update(logits.argmax(1), masks.to(device, non_blocking=True))
+    metrics.all_reduce(device)
+    conf = metrics.confusion_matrix()
+    return metrics.compute(), conf.numpy()
+
+
+def score_of(result: dict) -> float:
+    return result[SCORE]
+
+
+def results_table(result: dict, class_names, title: str = "validation") -> Group:
+    """Per-class IoU and accuracy, then the four summary scores on one line."""
+    table = Table(title=title)
+    table.add_column("id", justify="right")
+    table.add_column("class")
+    table.add_column("IoU", justify="right")
+    table.add_column("acc", justify="right")
+    for i, name in enumerate(class_names):
+        iou, acc = result["per_class_iou"][i], result["per_class_acc"][i]
+        table.add_row(str(i), name, _fmt(iou), _fmt(acc))
+    summary = (
+        f"mIoU {_fmt(result['miou'])}  pixel acc {_fmt(result['pa'])}  "
+        f"mean acc {_fmt(result['mpa'])}  fwIoU {_fmt(result['fwiou'])}"
+    )
+    return Group(table, Text(summary))
+
+
+def _fmt(value: float) -> str:
+    return "-" if value != value else f"{value:.4f}"
+
+
+def validate(model, data: TaskData, cfg: TrainConfig, device, precision, dist) -> dict:
+    """Scores of `model` on the validation split, gathered over all ranks."""
+    from segcli.data.loader import eval_loader
+    from segcli.engine.checkpoint import unwrap
+
+    loader = eval_loader(data.val, cfg.workers, dist.rank, dist.world_size)
+    result, conf = evaluate(
+        unwrap(model), loader, len(data.class_names), cfg.ignore_index, device, precision
+    )
+    return {**result, "confusion": conf.tolist()}
+
+
+@torch.no_grad()
+def predict_label(model, image: np.ndarray, device, predict=predict_logits) -> np.ndarray:
+    """Class ids [H, W] (uint8) for one RGB uint8 image."""
+    tensor = eval_transform()(image=image)["image"].unsqueeze(0).to(device)
+    model.eval()
+    return predict(model, tensor).argmax(1)[0].to(torch.uint8).cpu().numpy()
+
+
+def write_plots(rows: list[dict], last_val: dict | None, class_names, run_dir) -> None:
+    from segcli import viz
+
+    viz.plot_curves(rows, run_dir / "curves.png", SCORE)
+    if last_val and "confusion" in last_val:
+        viz.plot_confusion(
+            np.asarray(last_val["confusion"]), list(class_names), run_dir / "confusion.png"
+        )
+
+
+def save_samples(model, source, class_names, out_dir, device, count: int = 4) -> None:
+    """Prediction | ground truth overlays of the first validation images."""
+    from segcli import viz
+
+    for index in range(min(count, len(source))):
+        sample = source.load(index)
+        image, truth = sample["image"], sample["mask"]
+        pred = predict_label(model, image, device)
+        ids = sorted(
+            int(c)
+            for c in np.unique(np.concatenate([pred.ravel(), truth.ravel()]))
+            if 0 < c < len(class_names)
+        )
+        panel = np.concatenate([viz.overlay(image, pred), viz.overlay(image, truth)], axis=1)
+        panel = viz.draw_legend(panel, [class_names[i] for i in ids], ids)
+        viz.save_jpeg(out_dir / f"{sample['name']}.jpg", panel)

@@ -1,0 +1,12 @@
+"""The task modules the loop drives: each has build_data, compute_losses, validate, score_of,
+results_table, write_plots and save_samples."""
+
+from __future__ import annotations
+
+import importlib
+
+MODULES = {"semantic": "segcli.engine.semantic", "instance": "segcli.engine.instance"}
+
+
+def get(task: str):
+    return importlib.import_module(MODULES[task])

@@ -1,0 +1,27 @@
+"""User-facing errors: one line naming the file or key and the problem, exit code 2."""
+
+ORIGINAL_TRACEBACK = "Original Traceback"
+
+
+class SegcliError(Exception):
+    """A mistake in the user's input (a file, a flag, a dataset); never a bug in segcli.
+
+    DataLoader workers re-raise exceptions as `type(exc)(message_with_traceback)`; the
+    constructor keeps only the original one-line message so the CLI can still print one line.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        if ORIGINAL_TRACEBACK in message:
+            last = message.strip().splitlines()[-1]
+            message = last.split(": ", 1)[1] if ": " in last else last
+        super().__init__(message)
+
+
+class DataError(SegcliError):
+    """A dataset file is missing, corrupt or inconsistent."""
+
+
+class ConfigError(SegcliError):
+    """An unknown recipe, option or `--set` key, or a value of the wrong type."""

@@ -1,0 +1,78 @@
+"""The Recipe contract and the registry over segcli.recipes.* (the module is the registration)."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from segcli.errors import ConfigError
+
+TASKS = ("semantic", "instance")
+# Class counts used to describe a recipe (parameter counts, benchmarks): PASCAL VOC and COCO.
+REFERENCE_CLASSES = {"semantic": 21, "instance": 81}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One paper's model and training settings.
+
+    build_model(num_classes, pretrained=False, **options) -> nn.Module
+    defaults: the paper's training settings (TrainConfig fields), each cited where it is set.
+    options: build_model's keyword options (backbone, output_stride, ...) and their defaults.
+    quick: overrides (fields or options) for the built-in shapes data, so a laptop CPU trains
+        the recipe in minutes; never applied to user data.
+    criterion(outputs, target, ignore_index) -> dict of named losses (semantic recipes only;
+        None means pixel-wise cross-entropy).
+    """
+
+    name: str
+    task: str
+    paper: str
+    build_model: Callable[..., Any]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    quick: Mapping[str, Any] = field(default_factory=dict)
+    criterion: Callable[..., dict] | None = None
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"recipe {self.name}: task must be one of {TASKS}")
+
+    def count_parameters(self, num_classes: int | None = None, **options) -> int:
+        """Trainable parameters with `num_classes` (default: VOC 21 / COCO 81 classes)."""
+        import torch
+
+        num_classes = num_classes or REFERENCE_CLASSES[self.task]
+        with torch.device("meta"):
+            model = self.build_model(num_classes, **{**self.options, **options})
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def list_recipes() -> list[Recipe]:
+    """Every recipe of every module in segcli.recipes, in module then declaration order."""
+    import segcli.recipes as package
+
+    recipes = []
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"segcli.recipes.{info.name}")
+        recipes.extend(getattr(module, "RECIPES", []))
+    return recipes
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called `name` (`mask-rcnn` and `mask_rcnn` both work)."""
+    by_name = {_normalise(r.name): r for r in list_recipes()}
+    key = _normalise(name)
+    if key in by_name:
+        return by_name[key]
+    close = difflib.get_close_matches(key, by_name, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(by_name)}"
+    raise ConfigError(f"unknown recipe '{name}'{hint}")
