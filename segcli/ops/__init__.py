@@ -1,0 +1,1 @@
+"""Detection and mask operators that are a paper's own idea (e.g. YOLACT's Fast NMS)."""
