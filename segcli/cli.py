@@ -34,6 +34,9 @@ def user_errors(command):
         except SegcliError as exc:
             err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("error: interrupted", highlight=False)
+            raise typer.Exit(130) from None
 
     return wrapper
 
@@ -193,6 +196,21 @@ def infer_command(
 
     written = infer(checkpoint, sources, out, device, console)
     console.print(f"wrote {len(written)} prediction(s) and overlays to {out}", highlight=False)
+
+
+@app.command("check")
+@user_errors
+def check_command(
+    data: Annotated[str, typer.Option(help="Dataset folder to check.")],
+    num_classes: Annotated[int | None, typer.Option(help="Classes (default: dataset's).")] = None,
+    ignore_index: Annotated[int, typer.Option(help="Label value that is ignored.")] = 255,
+):
+    """The label doctor: find label problems before any GPU time (exit 1 if errors)."""
+    from segcli.engine.check import run_check
+
+    report = run_check(data, num_classes, ignore_index, console)
+    if report.errors:
+        raise typer.Exit(1)
 
 
 def main() -> None:

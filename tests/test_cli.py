@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from segcli.data.shapes import ShapesDataset
+from segcli.engine import checkpoint
 from segcli.viz import VOC_COLORMAP, label_image
 
 from conftest import TINY_FCN, TINY_SHAPES, run_segcli, write_pair
@@ -161,8 +162,34 @@ def test_corrupt_checkpoint_and_missing_run(tmp_path):
     assert_user_error(run_segcli("eval", cwd=tmp_path), "no run with best.pt")
 
 
-def test_failed_train_leaves_no_half_written_checkpoint(voc_dir, tmp_path):
+def test_bad_file_found_before_training_leaves_no_run_folder(voc_dir, tmp_path):
     (voc_dir / "JPEGImages" / "img03.jpg").write_bytes(b"broken")
-    train_tiny(voc_dir, tmp_path, "--set", "batch_size=6", "--out", "run")
+    assert_user_error(train_tiny(voc_dir, tmp_path, "--out", "run"), "img03.jpg")
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_file_found_mid_training_leaves_whole_checkpoints_only(tmp_path):
+    """Past the pre-flight's first 16 files, the error comes from the loader mid-epoch."""
+    root = tmp_path / "many"
+    rng = np.random.default_rng(2)
+    for i in range(24):
+        write_pair(root / "images", root / "masks", f"m{i:02d}", rng)
+    (root / "train.txt").write_text("\n".join(f"m{i:02d}" for i in range(22)))
+    (root / "val.txt").write_text("m22\nm23\n")
+    (root / "images" / "m21.jpg").write_bytes(b"broken")
+    result = train_tiny(
+        root,
+        tmp_path,
+        "--set",
+        "batch_size=2",
+        "--iters",
+        "40",
+        "--out",
+        "run",
+        "--save-every",
+        "1",
+    )
+    assert_user_error(result, "m21.jpg", "cannot decode image")
     leftovers = [p.name for p in (tmp_path / "run").iterdir()]
-    assert not any(name.endswith(".tmp") or name.endswith(".pt") for name in leftovers)
+    assert not any(name.endswith(".tmp") for name in leftovers)
+    assert checkpoint.load(tmp_path / "run" / "last.pt")["progress"]["iteration"] >= 1

@@ -90,7 +90,10 @@ def open_image_mask_folder(root: Path, split: str, val_fraction: float = 0.1) ->
     if list_file.is_file():
         wanted = {line.strip() for line in list_file.read_text().splitlines() if line.strip()}
         return PairedFolder([p for p in pairs if p[0].stem in wanted], names)
-    in_val = [zlib.crc32(p[0].stem.encode()) % 1000 < val_fraction * 1000 for p in pairs]
+    rank = [zlib.crc32(p[0].stem.encode()) % 1000 for p in pairs]
+    in_val = [r < val_fraction * 1000 for r in rank]
+    if len(pairs) > 1 and not any(in_val):  # small folders still get one val image
+        in_val[rank.index(min(rank))] = True
     return PairedFolder([p for p, v in zip(pairs, in_val) if v == (split == "val")], names)
 
 

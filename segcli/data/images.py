@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from segcli.data.labels import out_of_range_problem, size_problem
 from segcli.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -64,25 +65,11 @@ def check_mask(
     mask: np.ndarray, image_shape: tuple, num_classes: int, ignore_index: int, path: str | Path
 ) -> None:
     """Raise DataError if the mask's size or values do not fit the image and class count."""
-    if mask.shape[:2] != tuple(image_shape[:2]):
-        raise DataError(
-            f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
-            f"{image_shape[1]}x{image_shape[0]}"
-        )
-    top = int(mask.max()) if mask.size else 0
-    if top < num_classes:
-        return
-    bad = np.unique(mask[(mask >= num_classes) & (mask != ignore_index)])
-    if bad.size:
-        hint = (
-            "; masks of 0/255 look binary: --set binary=true"
-            if set(np.unique(mask).tolist()) <= {0, 255} and num_classes <= 2
-            else f"; fix the mask, raise --set num_classes, or --set ignore_index={int(bad[0])}"
-        )
-        raise DataError(
-            f"{path}: label value {int(bad[0])} >= num_classes {num_classes} "
-            f"(not the ignore index {ignore_index}){hint}"
-        )
+    problem = size_problem(mask.shape, image_shape)
+    if problem is None and mask.size and int(mask.max()) >= num_classes:
+        problem = out_of_range_problem(np.unique(mask), num_classes, ignore_index)
+    if problem:
+        raise DataError(f"{path}: {problem}")
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -6,9 +6,11 @@ optimizer steps; a micro-batch counter inside the epoch makes resume exact.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
+import re
 import signal
 import time
 from dataclasses import asdict, dataclass
@@ -26,7 +28,7 @@ from segcli.engine.device import select_device, select_precision
 from segcli.engine.optim import build_optimizer, build_scheduler
 from segcli.engine.runs import MetricsLog
 from segcli.engine.session import RunSession, open_session
-from segcli.errors import SegcliError
+from segcli.errors import DataError, SegcliError
 from segcli.recipe import Recipe
 
 
@@ -48,6 +50,13 @@ class Progress:
     best_score: float = -math.inf
     best_iteration: int = -1
     skipped_nonfinite: int = 0
+
+
+def _first_line(exc: BaseException) -> str:
+    """The gist of a library error: first sentence, without a `[file.cc:123]` source prefix."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", text)
+    return text.split(". ")[0][:200]
 
 
 def seed_everything(seed: int) -> None:
@@ -74,6 +83,7 @@ def _fit(cfg, recipe, console, device, dist) -> Path:
     log = reporting.Reporter(console, enabled=dist.is_main)
     seed_everything(cfg.seed + dist.rank)
     data = task.build_data(cfg)
+    _check_split_sizes(cfg, data, dist)
     model = recipe.build_model(len(data.class_names), pretrained=cfg.pretrained, **cfg.model)
     session = open_session(
         cfg,
@@ -95,11 +105,6 @@ def _fit(cfg, recipe, console, device, dist) -> Path:
         data.collate_fn,
     )
     steps_per_epoch = len(loader.sampler) // cfg.batch_size // cfg.accumulate
-    if steps_per_epoch == 0:
-        raise SegcliError(
-            f"{cfg.data}: {len(data.train)} training images are fewer than one "
-            f"batch of {cfg.batch_size * cfg.accumulate * dist.world_size}"
-        )
     total = cfg.iters or cfg.epochs * steps_per_epoch
     scheduler = build_scheduler(cfg, optimizer, total)
     precision = select_precision(device, cfg.amp)
@@ -125,9 +130,21 @@ def _fit(cfg, recipe, console, device, dist) -> Path:
         total,
         steps_per_epoch,
     )
+    if session.resume_payload is not None:
+        trainer.saved_iteration = state.iteration
     log.start(cfg, dist, device, precision, total, len(data.train), session.run_dir)
     trainer.run(loader, state)
     return session.run_dir
+
+
+def _check_split_sizes(cfg, data, dist) -> None:
+    """Refuse, before any folder is made, splits that cannot train or validate."""
+    batch = cfg.batch_size * cfg.accumulate * dist.world_size
+    if len(data.train) < batch:
+        raise DataError(f"{cfg.data}: {len(data.train)} training images are fewer than one "
+                        f"batch of {batch}; lower --batch-size")
+    if len(data.val) == 0:
+        raise DataError(f"{cfg.data}: the val split is empty; best.pt and eval need one")
 
 
 def _prepare_model(model, cfg, device, dist, session, log):
@@ -202,12 +219,12 @@ class Trainer:
         self.metrics_log = MetricsLog(session.run_dir / "metrics.jsonl")
         self.stop_requested = False
         self.last_val: dict | None = None
+        self.saved_iteration: int | None = None
 
     def run(self, loader, state: Progress) -> None:
-        previous = signal.signal(signal.SIGINT, self._on_sigint) if self._main_thread() else None
         started = time.perf_counter()
-        try:
-            with self.log.progress(self.total, state.iteration) as bar:
+        with self._signal_handlers(), self.log.progress(self.total, state.iteration) as bar:
+            try:
                 while state.iteration < self.total:
                     loader.sampler.start_at(state.epoch, state.batch_in_epoch * self.cfg.batch_size)
                     finished_epoch = self.train_one_epoch(loader, state, bar)
@@ -215,9 +232,11 @@ class Trainer:
                         state.epoch, state.batch_in_epoch = state.epoch + 1, 0
                         if self.cfg.val_every == 0 and state.iteration < self.total:
                             self.validate(state)
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            except RuntimeError as exc:  # gloo/NCCL: a peer died or stopped answering
+                if not self.dist.enabled:
+                    raise
+                raise SegcliError(f"a peer rank stopped ({_first_line(exc)}); "
+                                  f"{self._kept()}") from None
         if self.last_val is None or self.last_val["iter"] != state.iteration:
             self.validate(state)
         self.save_last(state)
@@ -336,6 +355,7 @@ class Trainer:
         self.model.train()
 
     def save_last(self, state: Progress) -> None:
+        self.saved_iteration = state.iteration
         if not self.dist.is_main:
             return
         self.session.save_last(
@@ -356,11 +376,41 @@ class Trainer:
             f"written; resume with: {self.session.resume_command()}"
         )
 
+    @contextlib.contextmanager
+    def _signal_handlers(self):
+        """Ctrl-C stops after the current iteration with last.pt written; SIGTERM (a launcher
+        stopping every rank because one failed) stops at once, keeping the last last.pt."""
+        if not self._main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, handler) for sig, handler in
+                    ((signal.SIGINT, self._on_sigint), (signal.SIGTERM, self._on_sigterm))}
+        try:
+            yield
+        except BaseException:
+            # Going down: the launcher's SIGTERM must not cut the one-line error short.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, previous[signal.SIGINT])
+            raise
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
     def _on_sigint(self, signum, frame) -> None:
         if self.stop_requested:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
         self.stop_requested = True
         self.log.warn("Ctrl-C: finishing this iteration and writing last.pt (again to abort)")
+
+    def _on_sigterm(self, signum, frame) -> None:
+        raise SegcliError(f"stopped by SIGTERM (torchrun stops every rank when one fails); "
+                          f"{self._kept()}")
+
+    def _kept(self) -> str:
+        path = self.session.run_dir / "last.pt"
+        if self.saved_iteration is None:
+            return "no last.pt was written yet"
+        return (f"{path} (iteration {self.saved_iteration}) is intact; resume with: "
+                f"{self.session.resume_command()}")
 
     @staticmethod
     def _main_thread() -> bool:

@@ -11,7 +11,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from segcli.config import TrainConfig
+from segcli.config import BUILTIN_DATA, TrainConfig
+from segcli.data.doctor import preflight
 from segcli.data.semantic import SemanticSamples
 from segcli.data.sources import class_names_for, open_source
 from segcli.data.transforms import eval_transform, semantic_train_transform
@@ -33,6 +34,8 @@ def build_data(cfg: TrainConfig, splits: tuple[str, ...] = ("train", "val")) -> 
     sources = {s: open_source(cfg.data, s, cfg.img_size, _shapes_count(cfg, s)) for s in splits}
     names = class_names_for(sources[splits[0]], cfg.num_classes, cfg.ignore_index)
     k = len(names)
+    if "train" in sources and cfg.data != BUILTIN_DATA:  # stop before a step, not mid-epoch
+        preflight(sources["train"], k, cfg.ignore_index, cfg.binary)
     sets = {}
     for split, source in sources.items():
         transform = (

@@ -1,0 +1,54 @@
+"""`segcli check --data PATH`: run the label doctor and print its findings and class table."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from segcli.data.doctor import ERROR, NOTE, WARNING, Report, diagnose
+
+EXAMPLES = 3
+
+
+def run_check(data: str, num_classes: int | None, ignore_index: int, console: Console) -> Report:
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("checking", total=None)
+        report = diagnose(data, num_classes, ignore_index,
+                          progress=lambda done, total: bar.update(task, completed=done,
+                                                                  total=total))
+    console.print(findings_table(report))
+    console.print(class_table(report))
+    errors = len(report.errors)
+    console.print(f"{report.images} images checked: {errors} error(s), "
+                  f"{len(report.findings) - errors} note(s)", highlight=False)
+    return report
+
+
+def findings_table(report: Report) -> Table:
+    """One row per kind of finding: how many files, a few of them, and the fix."""
+    groups: dict[tuple[str, str], list] = defaultdict(list)
+    for finding in report.findings:
+        groups[(finding.severity, finding.kind)].append(finding)
+    table = Table(title="findings" if groups else "findings: none")
+    for column in ("severity", "kind", "files", "examples", "problem and fix"):
+        table.add_column(column, overflow="fold")
+    order = {ERROR: 0, WARNING: 1, NOTE: 2}
+    for (severity, kind), items in sorted(groups.items(), key=lambda g: order[g[0][0]]):
+        style = "red" if severity == ERROR else "yellow"
+        examples = "\n".join(f.path for f in items[:EXAMPLES])
+        table.add_row(f"[{style}]{severity}[/]", kind, str(len(items)), examples, items[0].detail)
+    return table
+
+
+def class_table(report: Report) -> Table:
+    total = max(int(report.pixels.sum()), 1)
+    table = Table(title="class frequency (labelled pixels)")
+    for column in ("id", "class", "pixels", "share", "images"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for i, name in enumerate(report.class_names):
+        table.add_row(str(i), name, f"{int(report.pixels[i]):,}",
+                      f"{100 * report.pixels[i] / total:.2f}%", str(int(report.image_counts[i])))
+    return table

@@ -1,0 +1,119 @@
+"""Two-process training with torchrun on CPU (gloo): run folder, validation equal to a single
+process on the same checkpoint, and a dead rank stopping the others."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_segcli
+
+TORCHRUN = [
+    sys.executable,
+    *"-m torch.distributed.run --standalone --nproc_per_node 2".split(),
+    "-m",
+    "segcli",
+]
+# U-Net from its random init predicts a mix of classes, so equal scores are not a coincidence
+# of an all-background model; 7 val images split unevenly over the two ranks.
+TINY_UNET = (
+    "train unet --img-size 32 --batch-size 2 --workers 0 --set base=4 "
+    "--set shapes_val=7 --lr 1e-6 --set log_every=1"
+).split()
+
+
+def torchrun(*args, cwd: Path, timeout: float = 240):
+    return subprocess.run(
+        [*TORCHRUN, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_two_process_run_validates_like_one_process(tmp_path):
+    result = torchrun(
+        *TINY_UNET, "--set", "shapes_train=8", "--iters", "2", "--out", "run", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("distributed: world size 2, backend gloo") == 1  # rank 0 only
+    run = tmp_path / "run"
+    for name in ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "curves.png"):
+        assert (run / name).is_file(), name
+    assert not any(p.name.endswith(".tmp") for p in run.iterdir())
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in rows if r["kind"] == "train"] == [1, 2], "one writer only"
+    distributed = [r for r in rows if r["kind"] == "val"][-1]
+
+    single = run_segcli(
+        "eval", run / "last.pt", "--json", "single.json", "--workers", "0", cwd=tmp_path
+    )
+    assert single.returncode == 0, single.stderr
+    alone = json.loads((tmp_path / "single.json").read_text())
+    for key in ("pa", "mpa", "miou", "fwiou", "per_class_iou", "per_class_acc"):
+        assert distributed[key] == alone[key], key
+    assert 0 < alone["miou"] < 1 and sum(v > 0 for v in alone["per_class_acc"]) >= 2
+
+
+def rank_pid(rank: int, timeout: float = 120) -> int:
+    """The pid of the segcli process torchrun started for `rank` (read from its environment)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if (
+                f"RANK={rank}".encode() in env
+                and b"segcli" in cmd
+                and b"TEST_MARK=ddp" in b"".join(env)
+            ):
+                return int(pid)
+        time.sleep(0.2)
+    raise AssertionError(f"rank {rank} never started")
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the rank's pid")
+def test_a_dead_rank_stops_the_others_with_a_clear_error(tmp_path):
+    proc = subprocess.Popen(
+        [
+            *TORCHRUN,
+            *TINY_UNET,
+            "--set",
+            "shapes_train=400",
+            "--iters",
+            "100000",
+            "--save-every",
+            "5",
+            "--out",
+            "run",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TEST_MARK": "ddp"},
+    )
+    try:
+        victim = rank_pid(1)
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / "last.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        killed = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert time.monotonic() - killed < 90
+    # rank 0 either sees the broken connection first or torchrun's SIGTERM; both say so
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert errors, err[-2000:]
+    assert ("a peer rank stopped" in errors[0] and "Connection" in errors[0]) or (
+        "stopped by SIGTERM (torchrun stops every rank when one fails)" in errors[0]
+    )
+    assert "last.pt (iteration" in errors[0] and "is intact; resume with:" in errors[0]
