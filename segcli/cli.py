@@ -133,6 +133,10 @@ def train_command(
     fit(resolve_config(chosen, flags, set_ or []), chosen, console)
 
 
+CRF_HELP = "Dense CRF refinement (DeepLab v1/v2); needs the crf extra (pydensecrf2)."
+CRF_PARAM_HELP = "CRF key=value: w1, theta_alpha, theta_beta, w2, theta_gamma, iterations."
+
+
 @app.command("eval")
 @user_errors
 def eval_command(
@@ -140,7 +144,9 @@ def eval_command(
         Path | None, typer.Argument(help="Default: best.pt of the latest run.")
     ] = None,
     data: Annotated[str | None, typer.Option(help="Dataset; default: the checkpoint's.")] = None,
-    metric: Annotated[Metric, typer.Option(help="Score to report.")] = Metric.miou,
+    metric: Annotated[
+        Metric | None, typer.Option(help="Score to report (default: miou or mask-ap).")
+    ] = None,
     pred: Annotated[Path | None, typer.Option(help="Folder of predicted label PNGs.")] = None,
     gt: Annotated[Path | None, typer.Option(help="Folder of ground-truth label PNGs.")] = None,
     num_classes: Annotated[int | None, typer.Option(help="Classes, with --pred/--gt.")] = None,
@@ -150,23 +156,57 @@ def eval_command(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the scores as JSON.")
     ] = None,
+    gt_json: Annotated[
+        Path | None, typer.Option(help="COCO annotation file, with --pred-json (no model).")
+    ] = None,
+    pred_json: Annotated[Path | None, typer.Option(help="COCO results file to score.")] = None,
+    save_json: Annotated[
+        Path | None, typer.Option(help="Write the COCO results (instance checkpoints).")
+    ] = None,
+    tta: Annotated[
+        bool, typer.Option("--tta", help="Average multi-scale and flipped logits (DeepLab v3).")
+    ] = False,
+    tta_scale: Annotated[
+        list[float] | None,
+        typer.Option("--tta-scale", help="A --tta scale (repeat; default 0.5 .. 1.75)."),
+    ] = None,
+    tta_flip: Annotated[
+        bool, typer.Option("--tta-flip/--no-tta-flip", help="--tta: flipped inputs too.")
+    ] = True,
+    crf: Annotated[bool, typer.Option("--crf", help=CRF_HELP)] = False,
+    crf_param: Annotated[
+        list[str] | None, typer.Option("--crf-param", help=CRF_PARAM_HELP)
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Model option key=value, e.g. output_stride=8."),
+    ] = None,
 ):
     """Evaluate a checkpoint on a val split, or saved label PNGs with --pred/--gt."""
     from segcli import io
     from segcli.engine import evaluate, runs, semantic
     from segcli.errors import ConfigError
 
-    if pred or gt:
+    predict = _predictor(tta, tta_scale, tta_flip, crf, crf_param)
+    if gt_json or pred_json:
+        result, names, task = _score_result_files(gt_json, pred_json, metric, predict or set_)
+    elif pred or gt:
         if not (pred and gt and num_classes):
             raise ConfigError("--pred, --gt and --num-classes go together")
+        if predict or set_:
+            raise ConfigError("--tta, --crf and --set need a checkpoint, not --pred/--gt")
         result = evaluate.evaluate_label_folders(pred, gt, num_classes, ignore_index)
         names, task = tuple(f"class_{i}" for i in range(num_classes)), semantic
     else:
         path = checkpoint or runs.latest_run(needs="best.pt") / "best.pt"
-        result, names, task = evaluate.evaluate_checkpoint(path, data, device, workers)
+        result, names, task = evaluate.evaluate_checkpoint(
+            path, data, device, workers, predict, set_ or [], save_json
+        )
         console.print(f"checkpoint: {path}", highlight=False)
     console.print(task.results_table(result, names, "evaluation"))
-    _print_scores(result, metric.value)
+    if result.get("detections") == 0:
+        err_console.print("warning: no detections to score; every AP is 0", highlight=False)
+    _print_scores(result, metric.value if metric else task.SCORE)
     if json_out:
         io.write_json(
             json_out,
@@ -174,8 +214,40 @@ def eval_command(
         )
 
 
+def _predictor(tta: bool, scales, flip: bool, crf: bool, crf_items):
+    """The test-time prediction function of --tta/--crf (None: plain logits)."""
+    from segcli.engine.predict import V3_SCALES, build_predictor
+    from segcli.errors import ConfigError
+
+    if scales and not tta:
+        raise ConfigError("--tta-scale needs --tta")
+    return build_predictor((scales or V3_SCALES) if tta else None, flip, crf, crf_items or [])
+
+
+def _score_result_files(gt_json, pred_json, metric, model_options):
+    """--gt-json/--pred-json: COCO results scored by pycocotools, no model."""
+    from segcli.engine import instance
+    from segcli.errors import ConfigError
+    from segcli.metrics.coco import evaluate_files
+
+    if not (gt_json and pred_json):
+        raise ConfigError("--gt-json and --pred-json go together")
+    if model_options:
+        raise ConfigError("--tta, --crf and --set need a checkpoint, not --gt-json/--pred-json")
+    kinds = {"mask-ap": ("mask",), "box-ap": ("box",), None: None}.get(metric and metric.value)
+    if metric and kinds is None:
+        raise ConfigError(f"--metric {metric.value}: COCO results give mask-ap or box-ap")
+    result, names = evaluate_files(gt_json, pred_json, kinds)
+    return result, names, instance
+
+
 def _print_scores(result: dict, metric: str) -> None:
-    keys = ["pa", "mpa", "miou", "fwiou"] if metric == "all" else [metric.replace("-", "_")]
+    if metric == "all":  # the semantic four, or every AP-type score of an instance model
+        semantic = ["pa", "mpa", "miou", "fwiou"]
+        keys = semantic if "miou" in result else [k for k, v in result.items()
+                                                  if isinstance(v, float)]
+    else:
+        keys = [metric.replace("-", "_")]
     for key in keys:
         value = result.get(key)
         if value is None:
@@ -187,14 +259,29 @@ def _print_scores(result: dict, metric: str) -> None:
 @user_errors
 def infer_command(
     checkpoint: Annotated[Path, typer.Argument(help="A best.pt or last.pt.")],
-    sources: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
+    sources: Annotated[list[Path], typer.Argument(help="Images, videos or folders of them.")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/infer"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    crf: Annotated[bool, typer.Option("--crf", help=CRF_HELP)] = False,
+    crf_param: Annotated[
+        list[str] | None, typer.Option("--crf-param", help=CRF_PARAM_HELP)
+    ] = None,
+    score_threshold: Annotated[
+        float, typer.Option(help="Instance models: lowest score drawn and saved.")
+    ] = 0.5,
+    splash: Annotated[
+        bool, typer.Option("--splash", help="Instance models: colour splash (grey elsewhere).")
+    ] = False,
 ):
-    """Predict class maps: <stem>.png (palette PNG of class ids) and <stem>_overlay.jpg."""
+    """Semantic: <stem>.png (class ids) and <stem>_overlay.jpg. Instance: <stem>_overlay.jpg,
+    results.json (COCO) and, with --splash, <stem>_splash.jpg. Videos (mp4, avi): an annotated
+    video <stem>_overlay (or _splash) of the same format."""
     from segcli.engine.infer import infer
 
-    written = infer(checkpoint, sources, out, device, console)
+    predict = _predictor(False, None, False, crf, crf_param)
+    written = infer(
+        checkpoint, sources, out, device, console, predict, score_threshold, splash
+    )
     console.print(f"wrote {len(written)} prediction(s) and overlays to {out}", highlight=False)
 
 
@@ -211,6 +298,92 @@ def check_command(
     report = run_check(data, num_classes, ignore_index, console)
     if report.errors:
         raise typer.Exit(1)
+
+
+@app.command("convert-labelme")
+@user_errors
+def convert_labelme_command(
+    folder: Annotated[Path, typer.Argument(help="Folder of labelme .json files.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder; default: DIR_converted beside DIR.")
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="labels.txt (labelme's __ignore__/_background_ header or a plain list)."),
+    ] = None,
+    val_fraction: Annotated[float, typer.Option(help="Share of images in the val split.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the train/val split.")] = 0,
+    noviz: Annotated[bool, typer.Option("--noviz", help="Write no overlay images.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output folder.")
+    ] = False,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Skip bad files and shapes, report them.")
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="Processes (default: all cores; 0: this process).")
+    ] = None,
+):
+    """Convert a labelme folder to VOC masks (class and object PNGs) and COCO instances."""
+    from segcli.engine.convert import convert_labelme
+
+    convert_labelme(
+        folder,
+        out,
+        labels,
+        val_fraction=val_fraction,
+        seed=seed,
+        viz=not noviz,
+        overwrite=overwrite,
+        skip_invalid=skip_invalid,
+        workers=workers,
+        console=console,
+    )
+
+
+@app.command("benchmark")
+@user_errors
+def benchmark_command(
+    recipe: Annotated[str, typer.Argument(help="Recipe name (see `segcli recipes`).")],
+    train: Annotated[
+        bool, typer.Option("--train/--fps", help="Training images/s, or inference fps.")
+    ] = False,
+    img_size: Annotated[
+        int | None, typer.Option(help="Input image size; default: the recipe's.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per call.")] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    warmup: Annotated[int, typer.Option(help="Untimed calls first.")] = 10,
+    iters: Annotated[int, typer.Option(help="Timed calls.")] = 50,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Weights; default: random, VOC 21 / COCO 81 classes.")
+    ] = None,
+    nms: Annotated[str | None, typer.Option(help="fast or standard (YOLACT).")] = None,
+    compare_nms: Annotated[
+        bool, typer.Option("--compare-nms", help="Fast NMS and standard NMS side by side.")
+    ] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Model option key=value.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the results as JSON.")
+    ] = None,
+):
+    """Inference fps, latency, parameters, GFLOPs and peak memory of RECIPE (or --train)."""
+    from segcli.engine.bench_report import benchmark
+    from segcli.engine.benchmark import BenchSpec
+
+    spec = BenchSpec(
+        recipe,
+        train=train,
+        img_size=img_size,
+        batch_size=batch_size,
+        device=device,
+        warmup=warmup,
+        iters=iters,
+        checkpoint=checkpoint,
+        nms=nms,
+        sets=tuple(set_ or []),
+    )
+    benchmark(spec, compare_nms, json_out, console)
 
 
 def main() -> None:

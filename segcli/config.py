@@ -34,9 +34,13 @@ class TrainConfig:
     img_size: int = 512  # training crop (semantic) or resize target (instance)
     optimizer: str = "sgd"  # sgd | adamw | adam
     lr: float = 0.01
+    # > 0: `lr` is for this many images per step and is scaled linearly to the actual batch
+    # (batch size x accumulate x processes), Goyal et al. arXiv:1706.02677; 0: used as given
+    lr_batch_size: int = 0
     momentum: float = 0.9
     weight_decay: float = 1e-4
     bias_lr_mult: float = 1.0
+    head_lr_mult: float = 1.0  # for the modules a model lists in `head_modules` (engine/optim.py)
     schedule: str = "poly"  # poly | step | constant
     poly_power: float = 0.9
     lr_steps: tuple[int, ...] = ()
@@ -115,6 +119,18 @@ def parse_sets(sets: Iterable[str], recipe: Recipe) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             parsed[key] = raw.strip()
     return parsed
+
+
+def parse_model_sets(sets: Iterable[str], recipe: Recipe) -> dict[str, Any]:
+    """`key=value` strings naming only the recipe's model options (`segcli eval --set
+    output_stride=8`), checked against the options' types."""
+    options = {}
+    for key, value in parse_sets(sets, recipe).items():
+        if key not in recipe.options:
+            known = ", ".join(recipe.options) or "none"
+            raise ConfigError(f"--set {key}: only model options can change here ({known})")
+        options[key] = _coerce(key, value, type(recipe.options[key]), recipe.options[key])
+    return options
 
 
 def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:

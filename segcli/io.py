@@ -8,18 +8,30 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+
+def _temp_beside(path: Path, suffix: str) -> tuple[int, str]:
+    """A new hidden file next to `path`, with the permissions a plain open() would give
+    (mkstemp makes it 0600, which os.replace would carry over to the result)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
 
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside `path`; on success it replaces `path` atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path, ".tmp")
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -36,6 +48,24 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], mode: str 
     """Call `write(file)` on a temporary file and move it onto `path`."""
     with atomic_open(path, mode) as f:
         write(f)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary file name beside `path`, with its suffix, for writers that want a name
+    rather than a file object (OpenCV's VideoWriter); moved onto `path` on success."""
+    path = Path(path)
+    fd, tmp = _temp_beside(path, path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -67,6 +97,46 @@ def append_line(path: str | os.PathLike, line: str) -> None:
     with open(path, "a") as f:
         f.write(line.rstrip("\n") + "\n")
         f.flush()
+
+
+@contextlib.contextmanager
+def staged_folder(target: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
+    """Build a folder in a hidden sibling of `target`, renamed onto `target` on success.
+
+    On any failure the sibling is removed and `target` is untouched. An existing `target` is
+    replaced (only with `replace`) after the new folder is complete.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    staging.mkdir()  # not mkdtemp: the folder keeps the umask's permissions once in place
+    try:
+        yield staging
+        if target.exists() and not replace:
+            raise FileExistsError(f"{target}: already exists")
+        _swap_in(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+    if target.exists():
+        os.rename(target, old)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        if old.exists():
+            os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    with contextlib.suppress(OSError):  # make the renames durable where the OS allows it
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def check_writable(folder: str | os.PathLike, reserve_bytes: int = 0) -> str | None:

@@ -34,6 +34,15 @@ TINY_SHAPES = [
     "log_every=1",
 ]
 TINY_FCN = ["--set", "width=0.125", "--set", "fc_channels=32"]
+# YOLACT options (not flags) at 64 px with the paper's 24..384 px anchors scaled to it, narrow.
+TINY_YOLACT = {
+    "backbone": "resnet18",
+    "size": 64,
+    "anchor_scales": (3, 6, 11, 22, 45),
+    "fpn_channels": 32,
+    "num_prototypes": 8,
+}
+TINY_YOLACT_FLAGS = [f"--set={k}={v!r}".replace(" ", "") for k, v in TINY_YOLACT.items()]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from segcli.data.doctor import ERROR, NOTE, diagnose
+from segcli.viz import label_image
 
 from conftest import TINY_FCN, run_segcli, write_pair
 
@@ -98,3 +99,12 @@ def test_train_stops_before_the_first_step_with_the_doctors_words(tmp_path):
     assert result.returncode == 2
     assert "255 is the ignore index" in result.stderr and "--set binary=true" in result.stderr
     assert run_segcli(*args, "--set", "binary=true", cwd=tmp_path).returncode == 0
+
+
+def test_ignore_pixels_are_not_mistaken_for_scaled_ids(voc_dir):
+    """VOC's person (15) with 255 borders: 255 is a multiple of 15 but it is the ignore index."""
+    mask = np.zeros((40, 56), np.uint8)
+    mask[:5], mask[5:8] = 15, 255
+    label_image(mask).save(voc_dir / "SegmentationClass" / "img00.png")
+    report = diagnose(str(voc_dir), num_classes=21)
+    assert report.errors == [], report.errors

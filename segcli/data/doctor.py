@@ -81,7 +81,7 @@ def inspect_sample(source, index: int, num_classes: int, ignore_index: int,
     if problem:
         return findings or [Finding(ERROR, "size mismatch", mask_path, problem)]
     values = np.unique(mask)
-    label_checks = [("scaled ids", scaled_ids_problem(values, num_classes)),
+    label_checks = [("scaled ids", scaled_ids_problem(values, num_classes, ignore_index)),
                     ("out of range", out_of_range_problem(values, num_classes, ignore_index))]
     if not binary:
         label_checks.insert(0, ("binary 0/255 mask", binary_problem(values, ignore_index)))

@@ -39,9 +39,9 @@ def binary_problem(values: np.ndarray, ignore_index: int) -> str | None:
     return None
 
 
-def scaled_ids_problem(values: np.ndarray, num_classes: int) -> str | None:
+def scaled_ids_problem(values: np.ndarray, num_classes: int, ignore_index: int) -> str | None:
     """Grey masks saved as evenly spaced intensities (0, 85, 170, ...) instead of ids."""
-    present = sorted(int(v) for v in values if v > 0)
+    present = sorted(int(v) for v in values if v > 0 and v != ignore_index)
     if len(present) < 2 or present[-1] < num_classes:
         return None
     step = present[0]

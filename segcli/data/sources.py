@@ -10,6 +10,7 @@ from pathlib import Path
 
 from segcli.config import BUILTIN_DATA
 from segcli.data.cityscapes import CityscapesDataset, is_cityscapes
+from segcli.data.coco import ShapesInstances, open_coco
 from segcli.data.folders import is_image_mask_folder, is_voc, open_image_mask_folder, open_voc
 from segcli.data.shapes import ShapesDataset
 from segcli.errors import DataError
@@ -19,13 +20,22 @@ SHAPES_SEED = 0  # the built-in data is the same for every run, whatever the tra
 FORMATS = "a VOC folder (JPEGImages/, SegmentationClass/), images/ + masks/, or a Cityscapes root"
 
 
-def open_source(data: str, split: str, img_size: int = 96, shapes_count: int = 2000):
-    """The dataset named by `data` (a path, or `shapes`) for `split` ('train' or 'val')."""
+def open_source(
+    data: str, split: str, img_size: int = 96, shapes_count: int = 2000, task: str = "semantic"
+):
+    """The dataset named by `data` (a path, or `shapes`) for `split` ('train' or 'val').
+
+    The task picks the reader: a convert-labelme folder holds both VOC masks (semantic) and
+    COCO instances (instance); instance sources are described in segcli/data/coco.py.
+    """
     if data == BUILTIN_DATA:
-        return ShapesDataset(split, size=img_size, count=shapes_count, seed=SHAPES_SEED)
+        shapes = ShapesInstances if task == "instance" else ShapesDataset
+        return shapes(split, size=img_size, count=shapes_count, seed=SHAPES_SEED)
     root = Path(data).expanduser()
     if not root.exists():
         raise DataError(f"{root}: dataset folder not found")
+    if task == "instance":
+        return open_coco(root, split)
     if is_cityscapes(root):
         return CityscapesDataset(root, split)
     if is_voc(root):

@@ -9,6 +9,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check at im
 import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -42,6 +43,15 @@ def semantic_train_transform(
 def eval_transform() -> A.Compose:
     """The whole image, normalised."""
     return A.Compose([A.Normalize(IMAGENET_MEAN, IMAGENET_STD), ToTensorV2()])
+
+
+def denormalize(images: torch.Tensor) -> np.ndarray:
+    """The uint8 RGB images [B,H,W,3] that eval_transform turned into `images` [B,3,H,W]
+    (exact: normalisation is the only step, so rounding recovers every pixel)."""
+    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    rgb = ((images.float() * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
+    return rgb.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 def seed_transform(pipeline: A.Compose, seed: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import random
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +104,17 @@ def load_matching(model: nn.Module, path: str | Path) -> tuple[list[str], list[s
     return sorted(matching), sorted(set(target) - set(matching))
 
 
-def restore_model(path: str | Path, device) -> tuple[nn.Module, Any, Any, tuple[str, ...], dict]:
-    """(model in eval mode on `device`, recipe, config, class names, payload) from a checkpoint."""
-    from segcli.config import config_from_dict
+def restore_model(
+    path: str | Path, device, sets: Iterable[str] = ()
+) -> tuple[nn.Module, Any, Any, tuple[str, ...], dict]:
+    """(model in eval mode on `device`, recipe, config, class names, payload) from a checkpoint.
+
+    `sets`: `key=value` model options to change, e.g. `output_stride=8` (DeepLab v3 section 4.3
+    evaluates at a finer output stride than it trains at); the config returned has them.
+    """
+    import dataclasses
+
+    from segcli.config import config_from_dict, parse_model_sets
     from segcli.recipe import get_recipe
 
     payload = load(path)
@@ -114,6 +123,7 @@ def restore_model(path: str | Path, device) -> tuple[nn.Module, Any, Any, tuple[
             raise DataError(f"{path}: not a segcli checkpoint (no '{key}' inside)")
     recipe = get_recipe(payload["recipe"])
     cfg = config_from_dict(payload["config"])
+    cfg = dataclasses.replace(cfg, model={**cfg.model, **parse_model_sets(sets, recipe)})
     names = tuple(payload["class_names"])
     model = recipe.build_model(len(names), pretrained=False, **{**recipe.options, **cfg.model})
     try:

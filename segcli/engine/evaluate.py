@@ -4,28 +4,45 @@ truth."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
+from segcli import io
 from segcli.data.folders import pair_by_stem
 from segcli.data.images import read_mask
 from segcli.engine import checkpoint, tasks
 from segcli.engine.device import select_device, select_precision
 from segcli.engine.distributed import DistInfo
-from segcli.errors import DataError
+from segcli.errors import ConfigError, DataError
 from segcli.metrics import SegMetrics
 
 
 def evaluate_checkpoint(
-    path: Path, data: str | None, device_name: str = "auto", workers: int = 2
+    path: Path,
+    data: str | None,
+    device_name: str = "auto",
+    workers: int = 2,
+    predict=None,
+    sets: Iterable[str] = (),
+    save_json: Path | None = None,
 ) -> tuple[dict, tuple[str, ...], object]:
     """Scores of a checkpoint on the val split of `data` (default: the data it was trained on).
 
-    Returns (result, class names, task module).
+    `predict`: a semantic prediction function (TTA, CRF: segcli.engine.predict); `sets`: model
+    options to change (`output_stride=8`); `save_json`: where to write the COCO results of an
+    instance model. Returns (result, class names, task module).
     """
     device = select_device(device_name)
-    model, recipe, cfg, names, _ = checkpoint.restore_model(path, device)
+    model, recipe, cfg, names, _ = checkpoint.restore_model(path, device, sets)
+    extra = {}
+    if predict is not None:
+        if recipe.task != "semantic":
+            raise ConfigError(f"--tta and --crf apply to semantic recipes, not {recipe.name}")
+        extra["predict"] = predict
+    if save_json is not None and recipe.task != "instance":
+        raise ConfigError(f"--save-json writes COCO results of instance recipes, not {recipe.name}")
     if data:
         cfg = dataclasses.replace(cfg, data=data)
     cfg = dataclasses.replace(cfg, num_classes=len(names), workers=workers)
@@ -37,7 +54,11 @@ def evaluate_checkpoint(
             f"checkpoint was trained on {len(names)}"
         )
     precision = select_precision(device, cfg.amp)
-    result = task.validate(model, task_data, cfg, device, precision, DistInfo())
+    if save_json is not None:
+        result, detections = task.evaluate(model, task_data, cfg, device, precision, DistInfo())
+        io.write_json(save_json, detections, indent=None)
+    else:
+        result = task.validate(model, task_data, cfg, device, precision, DistInfo(), **extra)
     return result, names, task
 
 

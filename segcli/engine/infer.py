@@ -7,22 +7,30 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import track
 
-from segcli import viz
 from segcli.data.images import list_images, read_image
 from segcli.engine import checkpoint
+from segcli.engine.annotate import (
+    VIDEO_CODECS,
+    InstanceAnnotator,
+    SemanticAnnotator,
+    annotate_video,
+    is_video,
+)
 from segcli.engine.device import select_device
-from segcli.engine.semantic import predict_label
-from segcli.errors import DataError
+from segcli.engine.semantic import predict_logits
+from segcli.errors import ConfigError, DataError
 
 
 def collect_sources(sources: list[Path]) -> list[Path]:
-    """Image files named directly or found (non-recursively) in named folders."""
+    """Image and video files named directly or found (non-recursively) in named folders."""
     files = []
     for source in sources:
         if source.is_dir():
-            found = list_images(source)
+            videos = [p for p in source.iterdir() if is_video(p)]
+            found = sorted(list_images(source) + videos)
             if not found:
-                raise DataError(f"{source}: no images in the folder")
+                raise DataError(f"{source}: no images or videos ({', '.join(VIDEO_CODECS)}) in "
+                                "the folder")
             files.extend(found)
         elif source.is_file():
             files.append(source)
@@ -41,19 +49,41 @@ def infer(
     out_dir: Path,
     device_name: str = "auto",
     console: Console | None = None,
+    predict=None,
+    score_threshold: float = 0.5,
+    splash: bool = False,
 ) -> list[Path]:
-    """Write `<stem>.png` (palette PNG of class ids) and `<stem>_overlay.jpg` per image."""
+    """Annotate every image and video (segcli.engine.annotate says what is written per task)
+    and return the main output of each input;
+    `predict` may add CRF refinement or TTA to semantic models (segcli.engine.predict);
+    `score_threshold` and `splash` are for instance models. Videos become `<stem>_overlay`
+    (or `_splash`) videos of the same format, written frame by frame."""
     console = console or Console()
     files = collect_sources(sources)
     device = select_device(device_name)
-    model, recipe, cfg, names, _ = checkpoint.restore_model(checkpoint_path, device)
+    model, recipe, cfg, names, payload = checkpoint.restore_model(checkpoint_path, device)
+    annotator = _annotator(recipe, model, names, payload, device, predict, score_threshold, splash)
+    images = [f for f in files if not is_video(f)]
     written = []
-    for path in track(files, description="infer", console=console, disable=not console.is_terminal):
-        image = read_image(path)
-        label = predict_label(model, image, device)
-        viz.save_label_png(out_dir / f"{path.stem}.png", label)
-        ids = [int(i) for i in sorted(set(label.ravel().tolist())) if 0 < i < len(names)]
-        blended = viz.draw_legend(viz.overlay(image, label), [names[i] for i in ids], ids)
-        viz.save_jpeg(out_dir / f"{path.stem}_overlay.jpg", blended)
-        written.append(out_dir / f"{path.stem}.png")
+    quiet = not console.is_terminal
+    for path in track(images, description="infer", console=console, disable=quiet):
+        written += annotator.image(read_image(path), out_dir, path.stem)
+    for path in (f for f in files if is_video(f)):
+        kind = "splash" if splash and recipe.task == "instance" else "overlay"
+        target = out_dir / f"{path.stem}_{kind}{path.suffix.lower()}"
+        written.append(annotate_video(path, target, annotator.frame, console))
+    if images:
+        annotator.finish(out_dir)
     return written
+
+
+def _annotator(recipe, model, names, payload, device, predict, score_threshold, splash):
+    if recipe.task == "instance":
+        if predict is not None:
+            raise ConfigError(f"--tta and --crf apply to semantic recipes, not {recipe.name}")
+        return InstanceAnnotator(
+            model, names, payload.get("category_ids"), device, score_threshold, splash
+        )
+    if splash:
+        raise ConfigError(f"--splash needs an instance recipe, not {recipe.name}")
+    return SemanticAnnotator(model, names, device, predict or predict_logits)

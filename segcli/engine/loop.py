@@ -25,7 +25,7 @@ from segcli.config import TrainConfig
 from segcli.data.loader import train_loader
 from segcli.engine import checkpoint, distributed, reporting, tasks
 from segcli.engine.device import select_device, select_precision
-from segcli.engine.optim import build_optimizer, build_scheduler
+from segcli.engine.optim import build_optimizer, build_scheduler, linear_scaled_lr
 from segcli.engine.runs import MetricsLog
 from segcli.engine.session import RunSession, open_session
 from segcli.errors import DataError, SegcliError
@@ -92,9 +92,10 @@ def _fit(cfg, recipe, console, device, dist) -> Path:
         dist,
         log,
         model_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
+        category_ids=data.category_ids,
     )
     model = _prepare_model(model, cfg, device, dist, session, log)
-    optimizer = build_optimizer(cfg, model)
+    optimizer = build_optimizer(linear_scaled_lr(cfg, dist.world_size, log), model)
     loader = train_loader(
         data.train,
         cfg.batch_size,

@@ -19,6 +19,7 @@ from segcli.data.transforms import eval_transform, semantic_train_transform
 from segcli.metrics import SegMetrics
 
 SCORE = "miou"
+PLOTS = ("curves.png", "confusion.png")  # what write_plots puts in the run folder
 
 
 @dataclass
@@ -28,6 +29,7 @@ class TaskData:
     val_source: object
     class_names: tuple[str, ...]
     collate_fn: object = None
+    category_ids: tuple[int, ...] | None = None  # instance data: the COCO id of labels 1..K
 
 
 def build_data(cfg: TrainConfig, splits: tuple[str, ...] = ("train", "val")) -> TaskData:
@@ -116,14 +118,17 @@ def _fmt(value: float) -> str:
     return "-" if value != value else f"{value:.4f}"
 
 
-def validate(model, data: TaskData, cfg: TrainConfig, device, precision, dist) -> dict:
-    """Scores of `model` on the validation split, gathered over all ranks."""
+def validate(
+    model, data: TaskData, cfg: TrainConfig, device, precision, dist, predict=predict_logits
+) -> dict:
+    """Scores of `model` on the validation split, gathered over all ranks; `predict` may add
+    test-time augmentation or CRF refinement (segcli.engine.predict)."""
     from segcli.data.loader import eval_loader
     from segcli.engine.checkpoint import unwrap
 
     loader = eval_loader(data.val, cfg.workers, dist.rank, dist.world_size)
     result, conf = evaluate(
-        unwrap(model), loader, len(data.class_names), cfg.ignore_index, device, precision
+        unwrap(model), loader, len(data.class_names), cfg.ignore_index, device, precision, predict
     )
     return {**result, "confusion": conf.tolist()}
 
@@ -147,18 +152,18 @@ def write_plots(rows: list[dict], last_val: dict | None, class_names, run_dir) -
 
 
 def save_samples(model, source, class_names, out_dir, device, count: int = 4) -> None:
-    """Prediction | ground truth overlays of the first validation images."""
+    """Prediction | ground truth overlays of the first validation images, enlarged to be read."""
     from segcli import viz
 
     for index in range(min(count, len(source))):
         sample = source.load(index)
         image, truth = sample["image"], sample["mask"]
         pred = predict_label(model, image, device)
-        ids = sorted(
-            int(c)
-            for c in np.unique(np.concatenate([pred.ravel(), truth.ravel()]))
-            if 0 < c < len(class_names)
-        )
-        panel = np.concatenate([viz.overlay(image, pred), viz.overlay(image, truth)], axis=1)
-        panel = viz.draw_legend(panel, [class_names[i] for i in ids], ids)
-        viz.save_jpeg(out_dir / f"{sample['name']}.jpg", panel)
+        panels = [viz.upscale(viz.overlay(image, label)) for label in (pred, truth)]
+        gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
+        row = np.concatenate([panels[0], gap, panels[1]], axis=1)
+        ids = sorted(int(c) for c in np.unique(np.concatenate([pred.ravel(), truth.ravel()]))
+                     if 0 < c < len(class_names))
+        legend = [(class_names[i], i) for i in ids]
+        strip = viz.caption_strip(row.shape[1], "prediction | ground truth", legend)
+        viz.save_jpeg(out_dir / f"{sample['name']}.jpg", np.concatenate([row, strip], axis=0))

@@ -27,15 +27,19 @@ class RunSession:
     log: object
     resume_path: Path | None = None
     resume_payload: dict | None = None
+    category_ids: tuple[int, ...] | None = None  # instance data: COCO ids of labels 1..K
 
     def meta(self) -> dict:
         """What eval and infer need to rebuild the model from a checkpoint alone."""
-        return {
+        meta = {
             "recipe": self.recipe.name,
             "task": self.recipe.task,
             "config": self.cfg.to_dict(),
             "class_names": list(self.class_names),
         }
+        if self.category_ids is not None:
+            meta["category_ids"] = list(self.category_ids)
+        return meta
 
     def save_last(self, payload: dict) -> None:
         if self.is_main:
@@ -90,24 +94,28 @@ class RunSession:
                     f"{state.best_score:.4f} (iteration {state.best_iteration})",
                 ),
                 ("checkpoints", f"{self.run_dir / 'best.pt'}, {self.run_dir / 'last.pt'}"),
-                (
-                    "plots",
-                    f"{self.run_dir / 'curves.png'}"
-                    + (f", {self.run_dir / 'confusion.png'}" if task.SCORE == "miou" else ""),
-                ),
+                ("plots", ", ".join(str(self.run_dir / name) for name in task.PLOTS)),
                 ("samples", f"{self.run_dir / 'samples'}"),
             ]
         )
 
 
 def open_session(
-    cfg: TrainConfig, recipe: Recipe, class_names, dist, log, model_bytes: int = 0
+    cfg: TrainConfig,
+    recipe: Recipe,
+    class_names,
+    dist,
+    log,
+    model_bytes: int = 0,
+    category_ids: tuple[int, ...] | None = None,
 ) -> RunSession:
     """Choose (or find) the run folder, check it can be written, load what --resume names."""
     resume_path, run_dir = _resume_target(cfg, recipe) if cfg.resume else (None, None)
     if run_dir is None:
         run_dir = _fresh_run_dir(cfg, recipe, dist)
-    session = RunSession(run_dir, cfg, recipe, tuple(class_names), dist.is_main, log, resume_path)
+    session = RunSession(
+        run_dir, cfg, recipe, tuple(class_names), dist.is_main, log, resume_path, None, category_ids
+    )
     if dist.is_main:
         # last.pt + best.pt + the temporary copy while writing: weights x ~4, optimizer included
         problem = io.check_writable(run_dir, reserve_bytes=4 * model_bytes)

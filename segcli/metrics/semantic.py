@@ -30,6 +30,7 @@ class SegMetrics:
         # shifted ids: 0 = negative, 1..K = classes, ignore + 1, and span - 1 = anything larger
         self.span = max(num_classes, (ignore_index or 0) + 1) + 2
         self.hist: torch.Tensor | None = None
+        self._work: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def reset(self) -> None:
         self.hist = None
@@ -43,16 +44,26 @@ class SegMetrics:
         if pred.is_floating_point() or target.is_floating_point():
             raise TypeError("pred and target must be integer class ids (take argmax of logits)")
         n = self.span
-        # int32 halves the memory traffic of int64 and bincount on CPU runs ~2x faster on it.
-        t = (target.to(torch.int32) + 1).clamp_(0, n - 1).flatten()
-        p = (pred.to(torch.int32, copy=True).add_(1)).clamp_(0, n - 1).flatten()
-        index = t.mul_(n).add_(p)
+        t, p = self._workspace(target.numel(), target.device)
+        # In place on reused int32 buffers: fresh 4-byte-per-pixel tensors cost more in page
+        # faults than the arithmetic. index = (t + 1) * n + (p + 1) after clamping.
+        t.copy_(target.reshape(-1)).clamp_(-1, n - 2).mul_(n)
+        p.copy_(pred.reshape(-1)).clamp_(-1, n - 2)
+        index = t.add_(p).add_(n + 1)
         if index.is_cuda:  # CUDA bincount reads max() back to the host; index_add_ does not
             counts = torch.zeros(n * n, dtype=torch.int64, device=index.device)
             counts.index_add_(0, index, torch.ones_like(index, dtype=torch.int64))
         else:
             counts = torch.bincount(index, minlength=n * n)
         self.hist = counts if self.hist is None else self.hist.add_(counts)
+
+    def _workspace(self, numel: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two int32 buffers of `numel` elements, kept between updates."""
+        work = self._work
+        if work is None or work[0].numel() < numel or work[0].device != device:
+            work = self._work = tuple(torch.empty(numel, dtype=torch.int32, device=device)
+                                      for _ in range(2))
+        return work[0][:numel], work[1][:numel]
 
     def all_reduce(self, device: torch.device | str = "cpu") -> None:
         """Sum the counts over torch.distributed ranks (a no-op in a single process)."""

@@ -1,0 +1,110 @@
+"""DeepLab v2: Chen, Papandreou, Kokkinos, Murphy & Yuille, "DeepLab: Semantic Image
+Segmentation with Deep Convolutional Nets, Atrous Convolution, and Fully Connected CRFs",
+TPAMI 2017, arXiv:1606.00915.
+
+ResNet-101 with atrous convolution in its last two blocks (output stride 8, section 3.1 and
+section 4.1 "Deeper Networks") and ASPP-L (section 3.2, figure 4): four parallel 3x3 atrous
+convolutions at rates 6, 12, 18, 24 straight to class scores, summed, then bilinearly
+upsampled to the input size. Post-processing with the fully connected CRF (section 3.3):
+`segcli eval --crf`, `segcli infer --crf`.
+
+Deviations: the loss is on the upsampled scores (the paper subsamples the ground truth by 8);
+batch norm is trained (the Caffe model kept ImageNet statistics fixed, which needs
+`--pretrained`); the multi-scale-input fusion (MSC) and COCO pre-training of table 4 are left
+out; torchvision's ResNet puts the stride of a bottleneck on its 3x3 convolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segcli.nn.aspp import ASPPScores
+from segcli.nn.resnet import DilatedResNet
+from segcli.recipe import Recipe
+
+PAPER = (
+    "DeepLab: Semantic Image Segmentation with Deep Convolutional Nets, Atrous Convolution, "
+    "and Fully Connected CRFs (arXiv:1606.00915)"
+)
+
+
+class DeepLabV2(nn.Module):
+    """model(images [B,3,H,W]) -> logits [B,K,H,W]; scores at output stride 8."""
+
+    head_modules = ("classifier",)  # section 4.1: 10x learning rate for the final classifier
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: str = "resnet101",
+        rates: Sequence[int] = (6, 12, 18, 24),
+        width: float = 1.0,
+        pretrained: bool = False,
+    ):
+        super().__init__()
+        self.backbone = DilatedResNet(backbone, 8, None, pretrained, width)
+        self.classifier = ASPPScores(self.backbone.out_channels, num_classes, rates)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        scores = self.classifier(self.backbone(images)["out"])
+        return F.interpolate(scores, images.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def build_deeplabv2(num_classes: int, pretrained: bool = False, **options) -> DeepLabV2:
+    return DeepLabV2(num_classes, pretrained=pretrained, **options)
+
+
+# Section 4.1: as DeepLab v1 (learning rate 0.001, 0.01 for the final classifier, momentum 0.9,
+# weight decay 0.0005) but with the "poly" policy (power 0.9), batch 10 and 20K iterations
+# (table 1); ResNet-101 is trained with random rescaling 0.5-1.5 (section 4.1, "Deeper
+# Networks and Multiscale Processing"). Biases at twice the learning rate and random 321x321
+# crops with mirroring as in the authors' released prototxts.
+TRAINING = {
+    "optimizer": "sgd",
+    "lr": 0.001,
+    "head_lr_mult": 10.0,
+    "bias_lr_mult": 2.0,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "schedule": "poly",
+    "poly_power": 0.9,
+    "batch_size": 10,
+    "iters": 20_000,
+    "img_size": 321,
+    "scale_range": (0.5, 1.5),
+    "hflip": True,
+}
+# Section 4.1 (table 4): ResNet-101 with ASPP-L (rates 6, 12, 18, 24).
+OPTIONS = {"backbone": "resnet101", "rates": (6, 12, 18, 24), "width": 1.0}
+# Built-in shapes only (not the paper): a half-width ResNet-18, no random rescaling, Adam
+# without the 10x classifier rate; see the README's quick profiles.
+QUICK = {
+    "backbone": "resnet18",
+    "width": 0.5,
+    "img_size": 64,
+    "scale_range": (1.0, 1.0),
+    "batch_size": 8,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "head_lr_mult": 1.0,
+    "bias_lr_mult": 1.0,
+    "weight_decay": 0.0,
+    "iters": 2000,
+    "val_every": 1000,
+}
+
+RECIPES = [
+    Recipe(
+        name="deeplabv2",
+        task="semantic",
+        paper=PAPER,
+        build_model=build_deeplabv2,
+        defaults=TRAINING,
+        options=OPTIONS,
+        quick=QUICK,
+    )
+]

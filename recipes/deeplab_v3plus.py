@@ -1,0 +1,117 @@
+"""DeepLab v3+: Chen, Zhu, Papandreou, Schroff & Adam, "Encoder-Decoder with Atrous Separable
+Convolution for Semantic Image Segmentation", arXiv:1802.02611.
+
+The DeepLab v3 encoder (section 3.1; here with ResNet-101 as in section 4.2) followed by the
+decoder of section 3.1 / figure 2: the encoder output is upsampled 4x and concatenated with the
+stride-4 backbone features reduced to 48 channels by a 1x1 convolution (table 1), refined by
+two 3x3 convolutions of 256 channels (table 2), turned into class scores and upsampled 4x.
+ASPP and decoder use depthwise-separable convolutions (section 3.2, "atrous separable
+convolution"; `--set separable=false` for plain ones).
+
+Deviations: as DeepLab v3 (see segcli.recipes.deeplab_v3); the 4x upsamplings go to the exact
+size of the stride-4 features and of the input, so any H x W works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segcli.nn.conv import conv3x3_bn_relu, conv_bn_relu
+from segcli.recipe import Recipe
+from segcli.recipes.deeplab_v3 import OPTIONS as V3_OPTIONS
+from segcli.recipes.deeplab_v3 import TRAINING as V3_TRAINING
+from segcli.recipes.deeplab_v3 import build_encoder
+
+PAPER = (
+    "Encoder-Decoder with Atrous Separable Convolution for Semantic Image Segmentation "
+    "(arXiv:1802.02611)"
+)
+
+
+class Decoder(nn.Module):
+    """Section 3.1: (encoder [B,C,h,w], low [B,C_low,H/4,W/4]) -> features [B,C,H/4,W/4]."""
+
+    def __init__(self, low_channels: int, reduced: int, channels: int, separable: bool):
+        super().__init__()
+        self.reduce = conv_bn_relu(low_channels, reduced, 1)
+        self.refine = nn.Sequential(
+            conv3x3_bn_relu(channels + reduced, channels, separable=separable),
+            conv3x3_bn_relu(channels, channels, separable=separable),
+        )
+
+    def forward(self, encoder: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(encoder, low.shape[-2:], mode="bilinear", align_corners=False)
+        return self.refine(torch.cat([up, self.reduce(low)], dim=1))
+
+
+class DeepLabV3Plus(nn.Module):
+    """model(images [B,3,H,W]) -> logits [B,K,H,W]."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: str = "resnet101",
+        output_stride: int = 16,
+        multi_grid: Sequence[int] = (1, 2, 4),
+        aspp_rates: Sequence[int] = (6, 12, 18),
+        width: float = 1.0,
+        channels: int = 256,
+        separable: bool = True,
+        low_level_channels: int = 48,
+        pretrained: bool = False,
+    ):
+        super().__init__()
+        self.backbone, self.aspp = build_encoder(
+            backbone, output_stride, multi_grid, aspp_rates, pretrained, width, channels, separable
+        )
+        self.decoder = Decoder(self.backbone.low_channels, low_level_channels, channels, separable)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(images)
+        decoded = self.decoder(self.aspp(features["out"]), features["low"])
+        logits = self.classifier(decoded)
+        return F.interpolate(logits, images.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def build_deeplabv3plus(num_classes: int, pretrained: bool = False, **options) -> DeepLabV3Plus:
+    return DeepLabV3Plus(num_classes, pretrained=pretrained, **options)
+
+
+# Section 4: "the same training protocol as in [DeepLab v3]" (poly 0.9 from 0.007, crop 513,
+# batch 16 with batch norm fine-tuned, output stride 16, random scaling 0.5-2.0 and flipping).
+TRAINING = dict(V3_TRAINING)
+# Section 3.1 (encoder = DeepLab v3), table 1 (48 low-level channels), section 3.2 (separable).
+OPTIONS = {**V3_OPTIONS, "separable": True, "low_level_channels": 48}
+# Built-in shapes only (not the paper): a half-width ResNet-18, 128-channel ASPP and decoder,
+# no random rescaling, Adam; see the README's quick profiles.
+QUICK = {
+    "backbone": "resnet18",
+    "multi_grid": (1, 2),
+    "width": 0.5,
+    "channels": 128,
+    "img_size": 64,
+    "scale_range": (1.0, 1.0),
+    "batch_size": 8,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "iters": 2000,
+    "val_every": 1000,
+}
+
+RECIPES = [
+    Recipe(
+        name="deeplabv3plus",
+        task="semantic",
+        paper=PAPER,
+        build_model=build_deeplabv3plus,
+        defaults=TRAINING,
+        options=OPTIONS,
+        quick=QUICK,
+    )
+]

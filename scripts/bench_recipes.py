@@ -1,0 +1,84 @@
+"""The speed comparisons of issue 5, side by side in one run, through `segcli benchmark`'s engine.
+
+YOLACT against Mask R-CNN at equal 550 px input (Mask R-CNN resized to 550 on its short side
+instead of its default 800; the YOLACT paper's table 1 compares them this way: 33.5 vs 8.6 fps
+on a Titan Xp), and Mask Scoring R-CNN against Mask R-CNN (the paper: the MaskIoU head costs
+almost nothing). The recipes' timed calls alternate, so load on a shared machine slows all of
+them alike; random weights with COCO's 81 classes. `--table` adds every recipe at its default
+size, one at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from segcli.engine.bench_report import results_table, stages_table
+from segcli.engine.benchmark import BenchSpec, run_benchmarks
+from segcli.recipe import list_recipes
+
+SIZE = 550
+AT_550 = ("min_size=550", "max_size=550")  # torchvision's transform: short side 550
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--table", action="store_true", help="every recipe at its default size")
+    args = parser.parse_args()
+    console = Console()
+    common = dict(img_size=SIZE, device=args.device, warmup=args.warmup, iters=args.iters)
+    specs = [
+        BenchSpec("mask_rcnn", sets=AT_550, **common),
+        BenchSpec("ms_rcnn", sets=AT_550, **common),
+        BenchSpec("yolact", **common),
+    ]
+    results = run_benchmarks(specs)
+    titles = [r["recipe"] for r in results]
+    console.print(results_table(results, titles))
+    console.print(stages_table(results, titles))
+    mask_rcnn, ms_rcnn, yolact = (r["fps"] for r in results)
+    console.print(f"device: {results[0]['device']}; torch {results[0]['torch']}", highlight=False)
+    console.print(f"yolact / mask_rcnn fps at {SIZE} px: {yolact / mask_rcnn:.2f}x (target 1.2x)")
+    console.print(f"ms_rcnn / mask_rcnn fps at {SIZE} px: {ms_rcnn / mask_rcnn:.2f}x (target 0.9x)")
+    if args.table:
+        console.print(every_recipe(args))
+
+
+def every_recipe(args) -> Table:
+    """`segcli benchmark` per recipe at its default image size, each in its own process so that
+    peak memory is the recipe's own."""
+    table = Table(title="every recipe at its default size (random weights, batch 1)")
+    for column in ("recipe", "size", "fps", "p50 ms", "p90 ms", "params", "GFLOPs", "peak MiB"):
+        table.add_column(column, justify="left" if column == "recipe" else "right")
+    with tempfile.TemporaryDirectory() as tmp:
+        for recipe in list_recipes():
+            out = Path(tmp) / f"{recipe.name}.json"
+            command = [sys.executable, "-m", "segcli", "benchmark", recipe.name, "--json", out]
+            command += ["--device", args.device, "--warmup", args.warmup, "--iters", args.iters]
+            subprocess.run([str(c) for c in command], check=True, capture_output=True)
+            r = json.loads(out.read_text())
+            table.add_row(
+                r["recipe"],
+                str(r["img_size"]),
+                f"{r['fps']:.2f}",
+                f"{r['latency_ms_p50']:.0f}",
+                f"{r['latency_ms_p90']:.0f}",
+                f"{r['params'] / 1e6:.1f}M",
+                f"{r['gflops']:.0f}",
+                f"{r['peak_memory_mb']:.0f}",
+            )
+    return table
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Instance samples for the loader in torchvision's detection format, augmented with boxes and
+masks kept consistent by albumentations, with a per-sample seed (exact resume).
+
+Images stay at their size in [0, 1]: the detection models normalise and resize them to the
+recipe's scale themselves (torchvision's GeneralizedRCNNTransform), at train and test time.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check at import
+
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from albumentations.pytorch import ToTensorV2  # noqa: E402
+from torch.utils.data import Dataset  # noqa: E402
+
+from segcli.data.coco import mask_box  # noqa: E402
+from segcli.data.transforms import seed_transform  # noqa: E402
+
+
+def instance_train_transform(scale_range: tuple[float, float], hflip: bool) -> A.Compose:
+    """Optional random rescale and horizontal flip of image, masks and boxes together."""
+    steps = []
+    low, high = scale_range
+    if (low, high) != (1.0, 1.0):
+        steps.append(
+            A.RandomScale(scale_limit=(low - 1, high - 1), interpolation=cv2.INTER_LINEAR, p=1.0)
+        )
+    if hflip:
+        steps.append(A.HorizontalFlip(p=0.5))
+    return _compose(steps)
+
+
+def instance_eval_transform() -> A.Compose:
+    return _compose([])
+
+
+def _compose(steps: list) -> A.Compose:
+    # `keep` carries each box's instance index so the masks can follow dropped boxes
+    boxes = A.BboxParams(
+        format="pascal_voc", label_fields=["keep"], min_width=1, min_height=1, clip=True
+    )
+    with warnings.catch_warnings():  # the eval pipeline has no step that moves boxes: fine
+        warnings.filterwarnings("ignore", "Got processor for bboxes")
+        return A.Compose([*steps, A.ToFloat(max_value=255), ToTensorV2()], bbox_params=boxes)
+
+
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """RGB uint8 [H, W, 3] -> float [3, H, W] in [0, 1], as the detection models take it."""
+    return torch.tensor(image).permute(2, 0, 1).float().div_(255)  # a copy: PIL's is read-only
+
+
+class InstanceSamples(Dataset):
+    """`dataset[i]` or `dataset[(i, seed)]` -> (image float [3,H,W] in [0,1], target dict:
+    boxes float [N,4] xyxy pixels, labels int64 [N] in 1..K, masks uint8 [N,H,W], image_id)."""
+
+    def __init__(self, source, transform: A.Compose):
+        self.source, self.transform = source, transform
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, key):
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        sample = self.source.load(index)
+        image, instances = sample["image"], sample["instances"]
+        if seed is not None:
+            seed_transform(self.transform, seed)
+        boxes = [i.get("box") or mask_box(i["mask"]) for i in instances]
+        inputs = {
+            "image": image,
+            "bboxes": np.array(boxes, dtype=np.float64).reshape(-1, 4),
+            "keep": list(range(len(instances))),
+        }
+        if instances:  # albumentations cannot stack an empty list of masks
+            inputs["masks"] = np.stack([i["mask"] for i in instances]).astype(np.uint8)
+        out = self.transform(**inputs)
+        labels = np.array([i["label"] for i in instances], dtype=np.int64)
+        return out["image"], _target(out, labels, sample["image_id"])
+
+
+def _target(out: dict, labels: np.ndarray, image_id: int) -> dict:
+    """Boxes that survived the transform with their masks and labels; an instance whose mask
+    left the image (or whose box shrank under a pixel) is dropped."""
+    h, w = out["image"].shape[-2:]
+    kept = np.array([int(k) for k in out["keep"]], dtype=np.int64)
+    masks = np.asarray(out["masks"])[kept] if len(kept) else np.zeros((0, h, w), np.uint8)
+    boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
+    alive = masks.any(axis=(1, 2))
+    return {
+        "boxes": torch.from_numpy(boxes[alive]),
+        "labels": torch.from_numpy(labels[kept][alive]),
+        "masks": torch.from_numpy(np.ascontiguousarray(masks[alive])),
+        "image_id": int(image_id),
+    }
+
+
+def collate(batch: list) -> tuple[list, list]:
+    """Images of different sizes stay a list (the models batch them after resizing)."""
+    images, targets = zip(*batch)
+    return list(images), list(targets)

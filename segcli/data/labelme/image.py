@@ -1,0 +1,81 @@
+"""The image of a labelme file: embedded `imageData` wins over `imagePath` (which may be wrong),
+`imagePath` is relative to the JSON and may use backslashes, EXIF orientation is applied."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass
+from pathlib import Path, PureWindowsPath
+
+import numpy as np
+from PIL import Image
+
+from segcli.data.images import exif_rotation, read_image
+from segcli.errors import DataError
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+@dataclass(frozen=True)
+class LabelmeImage:
+    rgb: np.ndarray  # [H, W, 3] uint8 in the frame labelme shows (EXIF orientation applied)
+    data: bytes  # the encoded source image
+    orientation: int | None  # the EXIF orientation tag that was applied (2..8), else None
+
+    @property
+    def upright_jpeg(self) -> bool:
+        """The source bytes are an RGB JPEG needing no turn: they can be copied verbatim."""
+        if self.orientation or not self.data.startswith(JPEG_MAGIC):
+            return False
+        with Image.open(io.BytesIO(self.data)) as image:
+            return image.mode == "RGB"
+
+
+def load_image(json_path: Path, record: dict) -> LabelmeImage:
+    """Decode the labelme file's image and check it against imageHeight / imageWidth."""
+    data, source = _image_bytes(json_path, record)
+    try:
+        rgb = read_image(io.BytesIO(data))
+    except DataError:
+        raise DataError(f"{json_path}: cannot decode the image ({source})") from None
+    image = LabelmeImage(rgb, data, exif_rotation(io.BytesIO(data)))
+    _check_size(json_path, record, image)
+    return image
+
+
+def _image_bytes(json_path: Path, record: dict) -> tuple[bytes, str]:
+    embedded = record.get("imageData")
+    if embedded is not None:  # labelme then never looks at imagePath
+        try:
+            return base64.b64decode(embedded), "embedded imageData"
+        except (binascii.Error, TypeError, ValueError):
+            raise DataError(f"{json_path}: imageData is not base64 image data") from None
+    image_path = record.get("imagePath")
+    if not isinstance(image_path, str) or not image_path.strip():
+        raise DataError(f"{json_path}: no image (imageData is null and imagePath is empty)")
+    # Annotations made on Windows keep backslashes; labelme reads them with PureWindowsPath.
+    path = json_path.parent / PureWindowsPath(image_path).as_posix()
+    try:
+        return path.read_bytes(), str(path)
+    except FileNotFoundError:
+        raise DataError(
+            f"{json_path}: image not found: {path} (imagePath {image_path!r})"
+        ) from None
+    except OSError as exc:
+        raise DataError(f"{json_path}: cannot read the image {path} ({exc.strerror})") from None
+
+
+def _check_size(json_path: Path, record: dict, image: LabelmeImage) -> None:
+    """labelme's app refuses a mismatch too: the annotation was drawn on another image."""
+    height, width = record.get("imageHeight"), record.get("imageWidth")
+    if height is None or width is None:  # files from old labelme versions may lack them
+        return
+    actual_h, actual_w = image.rgb.shape[:2]
+    if (height, width) != (actual_h, actual_w):
+        turned = f" after EXIF orientation {image.orientation}" if image.orientation else ""
+        raise DataError(
+            f"{json_path}: the image is {actual_w}x{actual_h}{turned} but the JSON says "
+            f"imageWidth x imageHeight = {width}x{height}"
+        )

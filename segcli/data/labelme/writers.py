@@ -1,0 +1,74 @@
+"""The files of a converted labelme folder, all written through segcli.io (atomic).
+
+Per image: JPEGImages/<stem>.jpg, SegmentationClass/<stem>.png and SegmentationObject/<stem>.png
+(8-bit palette PNGs, VOC colormap), and overlays in SegmentationClassVisualization/ and
+SegmentationObjectVisualization/. Per folder: class_names.txt, annotations.json and
+ImageSets/Segmentation/{train,val}.txt.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from segcli import io, viz
+from segcli.data.labelme.classes import IGNORE_ID, Classes
+from segcli.data.labelme.image import LabelmeImage
+from segcli.data.labelme.paint import Painting
+
+# labelme re-encodes every image at PIL's default quality 75; an upright RGB JPEG is copied
+# byte for byte instead, and anything else is re-encoded with little loss.
+JPEG_QUALITY = 95
+
+
+def write_image_files(
+    folder: Path, stem: str, image: LabelmeImage, painting: Painting, classes: Classes, viz_: bool
+) -> None:
+    jpeg = folder / "JPEGImages" / f"{stem}.jpg"
+    if image.upright_jpeg:
+        io.write_bytes(jpeg, image.data)
+    else:
+        viz.save_jpeg(jpeg, image.rgb, quality=JPEG_QUALITY)
+    viz.save_label_png(folder / "SegmentationClass" / f"{stem}.png", painting.classes)
+    viz.save_label_png(folder / "SegmentationObject" / f"{stem}.png", painting.objects)
+    if viz_:
+        _write_overlays(folder, stem, image, painting, classes)
+
+
+def _write_overlays(
+    folder: Path, stem: str, image: LabelmeImage, painting: Painting, classes: Classes
+) -> None:
+    present = sorted({int(v) for v in np.unique(painting.classes)} - {0, IGNORE_ID})
+    shown = viz.overlay(image.rgb, painting.classes)
+    shown = viz.draw_legend(shown, [classes.names[i] for i in present], present)
+    viz.save_jpeg(folder / "SegmentationClassVisualization" / f"{stem}.jpg", shown)
+    visible = {int(v) for v in np.unique(painting.objects)} - {0}
+    objects = [i for i in painting.instances if i.id in visible]
+    shown = viz.overlay(image.rgb, painting.objects)
+    shown = viz.draw_legend(shown, [f"{i.id} {i.label}" for i in objects], [i.id for i in objects])
+    viz.save_jpeg(folder / "SegmentationObjectVisualization" / f"{stem}.jpg", shown)
+
+
+def split_stems(
+    stems: Sequence[str], val_fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
+    """A deterministic shuffle by `seed`; val gets round(fraction * n) images, at least one
+    when there are two or more (so a run can validate) and never all of them."""
+    order = sorted(stems)
+    random.Random(seed).shuffle(order)
+    n_val = round(val_fraction * len(order))
+    n_val = min(max(n_val, 1), len(order) - 1) if len(order) >= 2 else 0
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def write_folder_files(
+    folder: Path, class_names: Sequence[str], coco: dict, train: list[str], val: list[str]
+) -> None:
+    io.write_text(folder / "class_names.txt", "\n".join(class_names) + "\n")
+    io.write_json(folder / "annotations.json", coco, indent=None)
+    sets = folder / "ImageSets" / "Segmentation"
+    for name, stems in (("train", train), ("val", val)):
+        io.write_text(sets / f"{name}.txt", "".join(f"{s}\n" for s in stems))

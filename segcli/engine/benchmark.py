@@ -1,0 +1,280 @@
+"""`segcli benchmark`: a recipe's inference speed (or training throughput), measured the way a
+user runs it, with parameters, FLOPs, peak memory and, for instance models, where the time goes.
+
+Inference is timed from uint8 RGB images to final results on the host (normalisation, the
+model, argmax or thresholded masks, the copy back), synchronised on CUDA, after warm-up calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from segcli.config import BUILTIN_DATA, parse_model_sets, resolve_config
+from segcli.data.shapes import CLASS_NAMES, ShapesDataset
+from segcli.data.transforms import eval_transform
+from segcli.engine import checkpoint, stages, tasks
+from segcli.engine.device import select_device, select_precision
+from segcli.errors import ConfigError
+from segcli.recipe import REFERENCE_CLASSES, Recipe, get_recipe
+
+NMS_CHOICES = ("fast", "standard")
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    recipe: str
+    train: bool = False  # training images/s instead of inference fps
+    img_size: int | None = None  # None: the recipe's (or the checkpoint's) size
+    batch_size: int = 1
+    device: str = "auto"
+    warmup: int = 10
+    iters: int = 50
+    checkpoint: Path | None = None  # None: random weights, VOC 21 / COCO 81 classes
+    nms: str | None = None  # fast | standard, for recipes with an `nms` option
+    sets: tuple[str, ...] = ()  # model options, key=value
+
+
+def run_benchmarks(specs: list[BenchSpec]) -> list[dict]:
+    """Measure every spec side by side: the timed calls alternate between them, so load on a
+    shared machine slows all alike. Each result: fps, latency percentiles, params, GFLOPs,
+    peak memory (of the whole process), detections per image and, for instance models, the
+    per-stage breakdown."""
+    for spec in specs:
+        _check(spec)
+    subjects = [Subject(spec) for spec in specs]
+    devices = {s.device for s in subjects}
+    for device in devices:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+    times = time_interleaved([s.call for s in subjects], specs[0].warmup, specs[0].iters, devices)
+    return [subject.result(t) for subject, t in zip(subjects, times)]
+
+
+class Subject:
+    """One recipe (or checkpoint) ready to run: its model, inputs and the call to time."""
+
+    def __init__(self, spec: BenchSpec):
+        self.spec = spec
+        self.device = select_device(spec.device)
+        torch.manual_seed(0)  # the same random weights for variants of one architecture
+        self.model, self.recipe, cfg, self.num_classes = load_model(spec, device=self.device)
+        size = spec.img_size or cfg.img_size
+        self.cfg = dataclasses.replace(
+            cfg, data=BUILTIN_DATA, img_size=size, batch_size=spec.batch_size
+        )
+        if spec.train:
+            if self.num_classes < len(CLASS_NAMES):
+                raise ConfigError(
+                    f"--train uses the built-in data's {len(CLASS_NAMES)} classes; "
+                    f"this model has {self.num_classes}"
+                )
+            self.call = train_step(self.recipe, self.model, self.cfg, self.device)
+        else:
+            images = sample_images(self.cfg.img_size, spec.batch_size)
+            predict = predictor(self.recipe.task, self.model, self.device)
+            self.call = _no_grad(lambda: predict(images))
+
+    def result(self, times: list[float]) -> dict:
+        spec, cfg = self.spec, self.cfg
+        out = {
+            "recipe": self.recipe.name,
+            "task": self.recipe.task,
+            "mode": "train" if spec.train else "fps",
+            "device": describe_device(self.device),
+            "img_size": cfg.img_size,
+            "batch_size": spec.batch_size,
+            "num_classes": self.num_classes,
+            "nms": cfg.model.get("nms"),
+            "params": sum(p.numel() for p in self.model.parameters()),
+            **speed(times, spec.batch_size),
+            "gflops": count_gflops(self.call) / spec.batch_size,  # with --train: fwd + bwd
+            "detections_per_image": None,
+            **versions(),
+        }
+        if not spec.train and self.recipe.task == "instance":
+            outputs = self.call()
+            out["detections_per_image"] = float(np.mean([len(o["scores"]) for o in outputs]))
+            repeats = min(3, spec.iters)
+            out["stages_ms"] = stages.stage_breakdown(self.model, self.call, self.device, repeats)
+        out["peak_memory_mb"] = peak_memory_mb(self.device)
+        return out
+
+
+def _no_grad(fn: Callable[[], object]) -> Callable[[], object]:
+    def call():
+        with torch.inference_mode():
+            return fn()
+
+    return call
+
+
+def _check(spec: BenchSpec) -> None:
+    for name in ("batch_size", "iters"):
+        if getattr(spec, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    if spec.warmup < 0:
+        raise ConfigError("--warmup must be 0 or more")
+    if spec.img_size is not None and spec.img_size < 32:
+        raise ConfigError(f"--img-size {spec.img_size}: too small (at least 32)")
+    if spec.nms is not None and spec.nms not in NMS_CHOICES:
+        raise ConfigError(f"--nms: expected fast or standard, got {spec.nms!r}")
+
+
+def load_model(spec: BenchSpec, device) -> tuple[torch.nn.Module, Recipe, object, int]:
+    """(model in eval mode on `device`, recipe, config, class count): the checkpoint's, or the
+    paper's architecture with random weights."""
+    recipe = get_recipe(spec.recipe)
+    sets = list(spec.sets) + ([f"nms={spec.nms}"] if spec.nms else [])
+    if spec.nms and "nms" not in recipe.options:
+        raise ConfigError(f"--nms: recipe {recipe.name} has no choice of NMS")
+    model_sets = parse_model_sets(sets, recipe)
+    if spec.checkpoint is None:
+        # resolve_config applies the quick profile to the built-in data only: another name
+        # gives the paper's settings (that data is never opened).
+        cfg = resolve_config(recipe, {"data": "paper-settings"})
+        cfg = dataclasses.replace(cfg, model={**cfg.model, **model_sets})
+        num_classes = REFERENCE_CLASSES[recipe.task]
+        model = recipe.build_model(num_classes, pretrained=False, **cfg.model)
+        return model.to(device).eval(), recipe, cfg, num_classes
+    model, saved, cfg, names, _ = checkpoint.restore_model(spec.checkpoint, device, sets)
+    if saved.name != recipe.name:
+        raise ConfigError(f"{spec.checkpoint}: a {saved.name} checkpoint, not {recipe.name}")
+    return model, recipe, cfg, len(names)
+
+
+def sample_images(size: int, count: int) -> list[np.ndarray]:
+    """`count` uint8 RGB images of size x size (the built-in shapes, so detectors see objects)."""
+    source = ShapesDataset("val", size=size, count=count)
+    return [source.load(i)["image"] for i in range(count)]
+
+
+def predictor(task: str, model, device) -> Callable[[list[np.ndarray]], object]:
+    """images -> results on the host, as `segcli infer` computes them."""
+    if task == "semantic":
+        transform = eval_transform()
+
+        def predict_semantic(images):  # as semantic.predict_label, for a batch
+            batch = torch.stack([transform(image=image)["image"] for image in images])
+            return model(batch.to(device)).argmax(1).to(torch.uint8).cpu()
+
+        return predict_semantic
+
+    from segcli.data.instance import image_tensor
+    from segcli.engine.instance import to_numpy
+
+    def predict_instances(images):  # as instance.predict_instances, for a batch
+        return [to_numpy(o) for o in model([image_tensor(i).to(device) for i in images])]
+
+    return predict_instances
+
+
+def train_step(recipe: Recipe, model, cfg, device) -> Callable[[], None]:
+    """One optimizer step on a fixed batch of the built-in data through the real pipeline."""
+    from segcli.data.loader import train_loader
+    from segcli.engine.optim import build_optimizer
+
+    task = tasks.get(recipe.task)
+    cfg = dataclasses.replace(cfg, workers=0)
+    data = task.build_data(cfg, splits=("train",))
+    loader = train_loader(data.train, cfg.batch_size, 0, cfg.seed, collate_fn=data.collate_fn)
+    batch = next(iter(loader))
+    optimizer = build_optimizer(cfg, model)
+    precision = select_precision(device, cfg.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision.needs_scaler)
+    model.train()
+    torch.set_flush_denormal(True)  # as the training loop does
+
+    def step():
+        losses, _ = task.compute_losses(model, batch, device, precision, recipe.criterion, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(sum(losses.values())).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return step
+
+
+def time_interleaved(fns: list[Callable], warmup: int, iters: int, devices) -> list[list[float]]:
+    """Wall-clock seconds of `iters` calls of each function, taking turns, after `warmup`
+    untimed calls of each; CUDA devices are synchronised around every call."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(iters):
+        for fn, spent in zip(fns, times):
+            _sync_all(devices)
+            start = time.perf_counter()
+            fn()
+            _sync_all(devices)
+            spent.append(time.perf_counter() - start)
+    return times
+
+
+def _sync_all(devices) -> None:
+    for device in devices:
+        stages._sync(device)
+
+
+def speed(times: list[float], batch_size: int) -> dict:
+    p50, p90, p99 = np.percentile(np.asarray(times) * 1e3, [50, 90, 99])
+    return {
+        "fps": batch_size * len(times) / sum(times),
+        "latency_ms_p50": float(p50),
+        "latency_ms_p90": float(p90),
+        "latency_ms_p99": float(p99),
+        "iters": len(times),
+    }
+
+
+def count_gflops(fn: Callable[[], object]) -> float:
+    """Floating-point operations of one call (torch.utils.flop_counter: 2 per multiply-add)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA: peak allocated by torch; CPU: the process's peak resident set (Linux: KiB)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({_cpu_name()}, {torch.get_num_threads()} threads)"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
+def versions() -> dict:
+    import torchvision
+
+    from segcli import __version__
+
+    return {
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "segcli": __version__,
+    }

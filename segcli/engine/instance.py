@@ -1,0 +1,209 @@
+"""The instance task: COCO-format data, detection losses, COCO mask/box AP, instance overlays.
+
+Models follow torchvision's detection convention: train mode `model(list[image], list[target])
+-> dict of losses`; eval mode `model(list[image]) -> list[dict(boxes, labels, scores, masks)]`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from segcli.config import TrainConfig
+from segcli.data.coco import mask_box
+from segcli.data.instance import (
+    InstanceSamples,
+    collate,
+    image_tensor,
+    instance_eval_transform,
+    instance_train_transform,
+)
+from segcli.data.sources import open_source
+from segcli.engine.distributed import all_gather_objects
+from segcli.engine.semantic import TaskData
+from segcli.errors import DataError
+from segcli.metrics.coco import KINDS, STATS, detections_to_results, evaluate_results
+
+SCORE = "mask_ap"
+PLOTS = ("curves.png",)
+LABELS = dict(zip(STATS, ("AP", "AP50", "AP75", "APs", "APm", "APl")))
+
+
+def build_data(cfg: TrainConfig, splits: tuple[str, ...] = ("train", "val")) -> TaskData:
+    sources = {
+        split: open_source(
+            cfg.data,
+            split,
+            cfg.img_size,
+            cfg.shapes_train if split == "train" else cfg.shapes_val,
+            task="instance",
+        )
+        for split in splits
+    }
+    first = sources[splits[0]]
+    for split, source in sources.items():
+        if source.category_ids != first.category_ids:
+            raise DataError(
+                f"{cfg.data}: the {split} split has other categories than the "
+                f"{splits[0]} split ({source.category_ids} vs {first.category_ids})"
+            )
+    sets = {
+        split: InstanceSamples(
+            source,
+            instance_train_transform(cfg.scale_range, cfg.hflip)
+            if split == "train"
+            else instance_eval_transform(),
+        )
+        for split, source in sources.items()
+    }
+    return TaskData(
+        sets.get("train"),
+        sets.get("val"),
+        sources.get("val"),
+        tuple(first.class_names),
+        collate,
+        first.category_ids,
+    )
+
+
+def compute_losses(model, batch, device, precision, criterion, cfg: TrainConfig):
+    """The model's own dict of losses (criterion is unused: the losses live in the model)."""
+    images, targets = batch
+    images = [image.to(device, non_blocking=True) for image in images]
+    targets = [
+        {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in t.items()}
+        for t in targets
+    ]
+    with precision.autocast():
+        losses = model(images, targets)
+    return {name: value.float() for name, value in losses.items()}, len(images)
+
+
+def to_numpy(output: dict) -> dict:
+    return {
+        k: v.detach().float().cpu().numpy() if k != "labels" else v.cpu().numpy()
+        for k, v in output.items()
+    }
+
+
+@torch.no_grad()
+def predict_results(model, loader, category_ids, device, precision) -> list[dict]:
+    """COCO results (masks binarised at 0.5 at full image resolution) of every loader image."""
+    model.eval()
+    results = []
+    for images, targets in loader:
+        with precision.autocast():
+            outputs = model([image.to(device, non_blocking=True) for image in images])
+        for target, output in zip(targets, outputs):
+            results += detections_to_results(to_numpy(output), target["image_id"], category_ids)
+    return results
+
+
+def evaluate(model, data: TaskData, cfg: TrainConfig, device, precision, dist):
+    """(scores, COCO results) over the val split; every rank predicts its share and all ranks
+    score the gathered results, so distributed validation equals a single process's."""
+    from segcli.data.loader import eval_loader
+    from segcli.engine.checkpoint import unwrap
+
+    loader = eval_loader(data.val, cfg.workers, dist.rank, dist.world_size, collate_fn=collate)
+    mine = predict_results(unwrap(model), loader, data.category_ids, device, precision)
+    # a stable sort by image id restores the single-process order (COCOeval keeps ties in order)
+    results = sorted(
+        (r for part in all_gather_objects(mine) for r in part), key=lambda r: r["image_id"]
+    )
+    return evaluate_results(data.val_source.coco(), results, KINDS), results
+
+
+def validate(model, data: TaskData, cfg: TrainConfig, device, precision, dist) -> dict:
+    return evaluate(model, data, cfg, device, precision, dist)[0]
+
+
+def score_of(result: dict) -> float:
+    return result[SCORE]
+
+
+def results_table(result: dict, class_names, title: str = "validation") -> Group:
+    """Per-category AP (mask and box), then the COCO summary of each, one line per kind."""
+    kinds = [k for k in KINDS if f"{k}_ap" in result]
+    table = Table(title=title)
+    for column in ("id", "class", *(f"{k} AP" for k in kinds)):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for i, name in enumerate(class_names[1:], start=1):
+        table.add_row(str(i), name, *(_fmt(result[f"{k}_per_class_ap"][i - 1]) for k in kinds))
+    lines = [
+        f"{k:<4} " + "  ".join(f"{label} {_fmt(result[f'{k}_{s}'])}" for s, label in LABELS.items())
+        for k in kinds
+    ]
+    if result.get("detections") == 0:
+        lines.append("no detections: every AP is 0")
+    if "maskiou_pearson" in result:
+        lines.append(
+            f"MaskIoU: Pearson r {_fmt(result['maskiou_pearson'])} (predicted vs actual IoU); "
+            f"mask AP {_fmt(result['mask_ap'])} with the calibrated score vs "
+            f"{_fmt(result['mask_ap_plain'])} with the classification score"
+        )
+    return Group(table, Text("\n".join(lines)))
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def write_plots(rows: list[dict], last_val: dict | None, class_names, run_dir) -> None:
+    from segcli import viz
+
+    viz.plot_curves(rows, run_dir / "curves.png", SCORE)
+
+
+@torch.no_grad()
+def predict_instances(model, image: np.ndarray, device) -> dict:
+    """Detections of one RGB uint8 image as numpy arrays (boxes, labels, scores, masks...)."""
+    model.eval()
+    return to_numpy(model([image_tensor(image).to(device)])[0])
+
+
+def save_samples(
+    model, source, class_names, out_dir, device, count: int = 4, score_threshold: float = 0.5
+) -> None:
+    """Prediction | ground truth instance overlays of the first validation images, enlarged
+    (nearest neighbour) so that small images stay readable."""
+    from segcli import viz
+
+    for index in range(min(count, len(source))):
+        sample = source.load(index)
+        image, truth = sample["image"], sample["instances"]
+        found = predict_instances(model, image, device)
+        keep = found["scores"] >= score_threshold
+        gt = {
+            "masks": np.array([i["mask"] for i in truth], bool).reshape(-1, *image.shape[:2]),
+            "boxes": np.array([i.get("box") or mask_box(i["mask"]) for i in truth]).reshape(-1, 4),
+            "labels": np.array([i["label"] for i in truth], dtype=np.int64),
+        }
+        pred = {
+            "masks": found["masks"][keep, 0] >= 0.5,
+            "boxes": found["boxes"][keep],
+            "labels": found["labels"][keep],
+            "scores": found["scores"][keep],
+        }
+        big = viz.upscale(image)
+        factor = big.shape[0] // image.shape[0]
+        panels = [
+            viz.draw_instances(
+                big,
+                d["masks"].repeat(factor, 1).repeat(factor, 2),
+                d["boxes"] * factor,
+                d["labels"],
+                class_names,
+                d.get("scores"),
+            )
+            for d in (pred, gt)
+        ]
+        gap = np.full((big.shape[0], 4, 3), 255, np.uint8)
+        row = np.concatenate([panels[0], gap, panels[1]], axis=1)
+        strip = viz.caption_strip(row.shape[1], "prediction | ground truth")
+        viz.save_jpeg(out_dir / f"{sample['name']}.jpg", np.concatenate([row, strip], axis=0))

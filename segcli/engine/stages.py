@@ -1,0 +1,115 @@
+"""Where an instance model's inference time goes: preprocess, backbone+FPN, heads, NMS, mask
+assembly/paste.
+
+Generic over torchvision's detection models (children transform, backbone, rpn, roi_heads;
+masks pasted by transform.postprocess) and YOLACT (transform, backbone, protonet, head; masks
+assembled in forward): each top-level child's forward is a profiler range, NMS is every
+`torchvision::nms` op or `segcli::nms` range, and what is left of the call (code outside any
+child) is mask assembly and pasting. On CUDA the ranges synchronise, so they hold GPU time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Callable
+
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+
+PREFIX = "segcli.stage::"
+TOTAL = PREFIX + "total"
+NMS_RANGES = ("torchvision::nms", "segcli::nms")
+STAGES = ("preprocess", "backbone+FPN", "heads", "NMS", "mask assembly/paste")
+
+
+def stage_breakdown(
+    model: torch.nn.Module, run: Callable[[], object], device: torch.device, repeats: int = 3
+) -> dict[str, float]:
+    """Milliseconds per call of `run` (which calls `model`) spent in each of STAGES."""
+    handles = _label_children(model, device)
+    try:
+        with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(repeats):
+                with record_function(TOTAL):
+                    run()
+                    _sync(device)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {k: v / 1e3 / repeats for k, v in attribute(prof.events()).items()}
+
+
+def attribute(events) -> dict[str, float]:
+    """Microseconds per stage from profiler events (FunctionEvent with cpu_parent links)."""
+    spans: dict[str, float] = defaultdict(float)  # per child range, and the total
+    nms_in: dict[str, float] = defaultdict(float)  # NMS time inside each range
+    for event in events:
+        if event.name.startswith(PREFIX):
+            spans[event.name] += event.cpu_time_total
+        elif event.name in NMS_RANGES and not _inside(event, lambda n: n in NMS_RANGES):
+            nms_in[_owner(event)] += event.cpu_time_total
+    total = spans.pop(TOTAL, 0.0)
+    preprocess = spans.pop(PREFIX + "transform", 0.0) - nms_in[PREFIX + "transform"]
+    backbone = spans.pop(PREFIX + "backbone", 0.0) - nms_in[PREFIX + "backbone"]
+    heads = sum(spans.values()) - sum(nms_in[name] for name in spans)
+    nms = sum(nms_in.values())
+    children = preprocess + backbone + heads + nms - nms_in[TOTAL]
+    return dict(zip(STAGES, (preprocess, backbone, heads, nms, total - children - nms_in[TOTAL])))
+
+
+def _label_children(model: torch.nn.Module, device: torch.device) -> list:
+    """Forward hooks that open and close a profiler range named after each top-level child."""
+    handles = []
+    for name, child in model.named_children():
+        ranges: list = []
+
+        def enter(module, args, _name=name, _ranges=ranges):
+            _sync(device)
+            _ranges.append(record_function(PREFIX + _name).__enter__())
+
+        def leave(module, args, output, _ranges=ranges):
+            _sync(device)
+            _ranges.pop().__exit__(None, None, None)
+
+        handles += [child.register_forward_pre_hook(enter), child.register_forward_hook(leave)]
+    return handles
+
+
+def _inside(event, predicate) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if predicate(parent.name):
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+def _owner(event) -> str:
+    """The innermost stage range around `event` (TOTAL when it ran outside every child)."""
+    parent = event.cpu_parent
+    while parent is not None and not parent.name.startswith(PREFIX):
+        parent = parent.cpu_parent
+    return parent.name if parent is not None else TOTAL
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """The profiler's C++ side logs start/stop lines (and, on a CUDA build without a GPU, a
+    device-count error) straight to file descriptor 2; hide them from the benchmark's output."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
