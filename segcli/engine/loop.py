@@ -338,6 +338,7 @@ class Trainer:
         return False
 
     def validate(self, state: Progress) -> None:
+        distributed.broadcast_buffers(checkpoint.unwrap(self.model))
         result = self.task.validate(
             self.model, self.data, self.cfg, self.device, self.precision, self.dist
         )
