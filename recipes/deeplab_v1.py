@@ -6,8 +6,10 @@ VGG16 made dense with the hole algorithm (section 3.1): pool4 and pool5 keep the
 stride 2 / pad 1 too), conv5 becomes atrous with rate 2, fc6 a 3x3 convolution with rate 12 and
 1024 channels and fc7 a 1x1 convolution with 1024 channels (DeepLab-LargeFOV, section 3.2 and
 section 5 "Field of View", table 2), so the class scores come at output stride 8 and are
-bilinearly upsampled to the input size (section 3.1). With `--pretrained`, fc6/fc7 start from
-VGG16's ImageNet fc layers decimated to 3x3 and 1024 channels, as section 3.2 does.
+bilinearly upsampled to the input size (section 3.1). Between pool5 and fc6 sits the Caffe
+net's `pool5a`, a 3x3 average pooling with stride 1 and pad 1 (no parameters). With
+`--pretrained`, fc6/fc7 start from VGG16's ImageNet fc layers decimated to 3x3 and 1024
+channels, as section 3.2 does.
 Post-processing with the fully connected CRF (section 4.2): `segcli eval --crf`,
 `segcli infer --crf`.
 
@@ -84,6 +86,9 @@ class DeepLabLargeFOV(nn.Module):
         super().__init__()
         features, fc = vgg16_backbone(pretrained, width)
         self.features = large_fov_features(features)
+        # The authors' LargeFOV prototxt: pool5a, AVE 3x3 / stride 1 / pad 1, before fc6. Caffe
+        # divides by 9 at the borders too, PyTorch's count_include_pad default.
+        self.pool5a = nn.AvgPool2d(3, stride=1, padding=1)
         self.fc6 = _fc(vgg16_channels(width)[2], fc_channels, 3, fc6_dilation)
         self.fc7 = _fc(fc_channels, fc_channels, 1)
         self.classifier = nn.Conv2d(fc_channels, num_classes, 1)
@@ -97,7 +102,7 @@ class DeepLabLargeFOV(nn.Module):
                     conv.bias.copy_(small[f"bias{n}"])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        scores = self.classifier(self.fc7(self.fc6(self.features(images))))
+        scores = self.classifier(self.fc7(self.fc6(self.pool5a(self.features(images)))))
         return F.interpolate(scores, images.shape[-2:], mode="bilinear", align_corners=False)
 
 

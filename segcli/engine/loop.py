@@ -29,6 +29,7 @@ from segcli.engine.optim import build_optimizer, build_scheduler, linear_scaled_
 from segcli.engine.runs import MetricsLog
 from segcli.engine.session import RunSession, open_session
 from segcli.errors import DataError, SegcliError
+from segcli.nn.batch import check_min_batch
 from segcli.recipe import Recipe
 
 
@@ -85,6 +86,8 @@ def _fit(cfg, recipe, console, device, dist) -> Path:
     data = task.build_data(cfg)
     _check_split_sizes(cfg, data, dist)
     model = recipe.build_model(len(data.class_names), pretrained=cfg.pretrained, **cfg.model)
+    shared = dist.world_size if cfg.sync_bn and dist.enabled else 1  # SyncBN spans processes
+    check_min_batch(model, recipe.name, cfg.batch_size * shared)
     session = open_session(
         cfg,
         recipe,
@@ -142,8 +145,10 @@ def _check_split_sizes(cfg, data, dist) -> None:
     """Refuse, before any folder is made, splits that cannot train or validate."""
     batch = cfg.batch_size * cfg.accumulate * dist.world_size
     if len(data.train) < batch:
-        raise DataError(f"{cfg.data}: {len(data.train)} training images are fewer than one "
-                        f"batch of {batch}; lower --batch-size")
+        raise DataError(
+            f"{cfg.data}: {len(data.train)} training images are fewer than one "
+            f"batch of {batch}; lower --batch-size"
+        )
     if len(data.val) == 0:
         raise DataError(f"{cfg.data}: the val split is empty; best.pt and eval need one")
 
@@ -236,8 +241,9 @@ class Trainer:
             except RuntimeError as exc:  # gloo/NCCL: a peer died or stopped answering
                 if not self.dist.enabled:
                     raise
-                raise SegcliError(f"a peer rank stopped ({_first_line(exc)}); "
-                                  f"{self._kept()}") from None
+                raise SegcliError(
+                    f"a peer rank stopped ({_first_line(exc)}); {self._kept()}"
+                ) from None
         if self.last_val is None or self.last_val["iter"] != state.iteration:
             self.validate(state)
         self.save_last(state)
@@ -385,8 +391,13 @@ class Trainer:
         if not self._main_thread():
             yield
             return
-        previous = {sig: signal.signal(sig, handler) for sig, handler in
-                    ((signal.SIGINT, self._on_sigint), (signal.SIGTERM, self._on_sigterm))}
+        previous = {
+            sig: signal.signal(sig, handler)
+            for sig, handler in (
+                (signal.SIGINT, self._on_sigint),
+                (signal.SIGTERM, self._on_sigterm),
+            )
+        }
         try:
             yield
         except BaseException:
@@ -404,15 +415,18 @@ class Trainer:
         self.log.warn("Ctrl-C: finishing this iteration and writing last.pt (again to abort)")
 
     def _on_sigterm(self, signum, frame) -> None:
-        raise SegcliError(f"stopped by SIGTERM (torchrun stops every rank when one fails); "
-                          f"{self._kept()}")
+        raise SegcliError(
+            f"stopped by SIGTERM (torchrun stops every rank when one fails); {self._kept()}"
+        )
 
     def _kept(self) -> str:
         path = self.session.run_dir / "last.pt"
         if self.saved_iteration is None:
             return "no last.pt was written yet"
-        return (f"{path} (iteration {self.saved_iteration}) is intact; resume with: "
-                f"{self.session.resume_command()}")
+        return (
+            f"{path} (iteration {self.saved_iteration}) is intact; resume with: "
+            f"{self.session.resume_command()}"
+        )
 
     @staticmethod
     def _main_thread() -> bool:

@@ -35,6 +35,13 @@ class ImagePooling(nn.Module):
     """DeepLab v3 section 3.3 image-level features: global average pooling, 1x1 conv + BN +
     ReLU, bilinear upsampling back to the map size. [B,C,h,w] -> [B,out,h,w]"""
 
+    # In training, the BN sees [B,out,1,1]: one value per channel when B = 1, which it cannot
+    # normalise. The train pre-flight reads these two attributes from every module.
+    min_batch_size = 2
+    min_batch_reason = (
+        "the image-pooling branch's batch norm (DeepLab v3 section 3.3) normalises over the batch"
+    )
+
     def __init__(self, cin: int, cout: int):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -49,7 +56,8 @@ class ASPP(nn.Module):
     """DeepLab v3 ASPP (section 3.3): a 1x1 convolution, 3x3 atrous convolutions at `rates`
     ((6, 12, 18) at output stride 16, doubled at 8) and image pooling, all with `channels`
     filters and BN, concatenated and fused by a 1x1 convolution + BN.
-    `separable`: DeepLab v3+ (section 3.2) makes the 3x3 branches depthwise-separable.
+    `separable`: DeepLab v3+ makes the 3x3 branches atrous separable convolutions (section 3.1;
+    used in ASPP with the Xception backbone, section 4.3 and table 5).
 
     [B,C,h,w] -> [B,channels,h,w]
     """

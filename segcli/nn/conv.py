@@ -13,7 +13,8 @@ def conv_bn_relu(cin: int, cout: int, kernel: int = 1, dilation: int = 1) -> nn.
 
 def separable_conv_bn_relu(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
     """[B,cin,H,W] -> [B,cout,H,W]: a 3x3 depthwise (atrous) convolution, then a 1x1 pointwise
-    one, each followed by BN and ReLU (DeepLab v3+ section 3.2, atrous separable convolution)."""
+    one (DeepLab v3+ section 3.1, atrous separable convolution), each followed by BN and ReLU as
+    v3+ section 3.2 does after every depthwise convolution (the MobileNet design)."""
     return nn.Sequential(
         Conv2dNormActivation(cin, cin, 3, dilation=dilation, groups=cin),
         Conv2dNormActivation(cin, cout, 1),
