@@ -20,7 +20,12 @@ anchors, where the reference config's `use_square_anchors` made all anchors squa
 cropped by the predicted box at the output resolution (after upsampling), so nothing outside a
 box survives the interpolation; crowd annotations are not treated specially in training; of
 SSD's data augmentation (photometric distortion, random expand and crop, flip) only the
-horizontal flip is applied.
+horizontal flip is applied. Matching is torchvision's `Matcher` with
+`allow_low_quality_matches`: every anchor whose IoU with some ground truth equals that ground
+truth's best IoU (ties included) becomes positive, for the ground truth it overlaps most; the
+reference code's `match` instead forces each ground truth's single best anchor to that ground
+truth (so two objects sharing a best anchor cannot take it from each other, and ties give one
+anchor, not several).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from torch import nn
 from torchvision.models.detection._utils import Matcher
 from torchvision.ops import batched_nms, box_iou
 
+from segcli.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from segcli.errors import ConfigError
 from segcli.nn.fpn import conv_relu, resnet_fpn_p3p7
 from segcli.ops import fast_nms
@@ -38,7 +44,6 @@ from segcli.ops.boxes import SSD_BOX_CODER, crop_masks, grid_anchors
 from segcli.recipe import Recipe
 
 PAPER = "YOLACT: Real-time Instance Segmentation (arXiv:1904.02689)"
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Section 4: anchors of aspect ratios [1, 1/2, 2], scales [24, 48, 96, 192, 384] px on P3..P7
 # of a 550 px image.
 ASPECT_RATIOS, SCALES, PAPER_SIZE = (1.0, 0.5, 2.0), (24, 48, 96, 192, 384), 550
@@ -190,8 +195,9 @@ class Yolact(nn.Module):
         boxes = boxes[keep] * torch.tensor([w, h, w, h], device=boxes.device)
         k, ph, pw = prototypes.shape
         masks = torch.sigmoid(coef[anchor[keep]] @ prototypes.view(k, ph * pw)).view(-1, ph, pw)
-        masks = F.interpolate(masks[None], (h, w), mode="bilinear", align_corners=False)[0]
-        masks = crop_masks(masks, boxes)
+        # N on the batch axis: interpolate refuses a 0-channel input but takes a 0-image batch.
+        masks = F.interpolate(masks[:, None], (h, w), mode="bilinear", align_corners=False)
+        masks = crop_masks(masks[:, 0], boxes)
         return {
             "boxes": boxes,
             "labels": label[keep] + 1,

@@ -1,11 +1,13 @@
 """The speed comparisons of issue 5, side by side in one run, through `segcli benchmark`'s engine.
 
-YOLACT against Mask R-CNN at equal 550 px input (Mask R-CNN resized to 550 on its short side
-instead of its default 800; the YOLACT paper's table 1 compares them this way: 33.5 vs 8.6 fps
-on a Titan Xp), and Mask Scoring R-CNN against Mask R-CNN (the paper: the MaskIoU head costs
-almost nothing). The recipes' timed calls alternate, so load on a shared machine slows all of
-them alike; random weights with COCO's 81 classes. `--table` adds every recipe at its default
-size, one at a time.
+YOLACT against Mask R-CNN at equal 550 px input (`--img-size 550` runs Mask R-CNN at 550 on its
+short side instead of its default 800 and YOLACT at its own 550; the YOLACT paper's table 1
+compares them this way: 33.5 vs 8.6 fps on a Titan Xp), and Mask Scoring R-CNN against Mask
+R-CNN (the paper: the MaskIoU head costs almost nothing). The recipes' timed calls alternate, so
+load on a shared machine slows all of them alike; random weights with COCO's 81 classes. On the
+CPU the three share one process, whose peak RSS is not any one recipe's: that row reads n/a.
+`--table` adds every recipe at its default (paper) size, each in its own process, with its own
+peak memory.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from segcli.engine.benchmark import BenchSpec, run_benchmarks
 from segcli.recipe import list_recipes
 
 SIZE = 550
-AT_550 = ("min_size=550", "max_size=550")  # torchvision's transform: short side 550
 
 
 def main() -> None:
@@ -38,8 +39,8 @@ def main() -> None:
     console = Console()
     common = dict(img_size=SIZE, device=args.device, warmup=args.warmup, iters=args.iters)
     specs = [
-        BenchSpec("mask_rcnn", sets=AT_550, **common),
-        BenchSpec("ms_rcnn", sets=AT_550, **common),
+        BenchSpec("mask_rcnn", **common),
+        BenchSpec("ms_rcnn", **common),
         BenchSpec("yolact", **common),
     ]
     results = run_benchmarks(specs)
@@ -47,6 +48,8 @@ def main() -> None:
     console.print(results_table(results, titles))
     console.print(stages_table(results, titles))
     mask_rcnn, ms_rcnn, yolact = (r["fps"] for r in results)
+    sizes = {r["recipe"]: "x".join(map(str, r["net_size"])) for r in results}
+    console.print(f"network input: {sizes}", highlight=False)
     console.print(f"device: {results[0]['device']}; torch {results[0]['torch']}", highlight=False)
     console.print(f"yolact / mask_rcnn fps at {SIZE} px: {yolact / mask_rcnn:.2f}x (target 1.2x)")
     console.print(f"ms_rcnn / mask_rcnn fps at {SIZE} px: {ms_rcnn / mask_rcnn:.2f}x (target 0.9x)")
@@ -56,20 +59,24 @@ def main() -> None:
 
 def every_recipe(args) -> Table:
     """`segcli benchmark` per recipe at its default image size, each in its own process so that
-    peak memory is the recipe's own."""
+    peak memory is the recipe's own; `net size` is what the network ran at."""
     table = Table(title="every recipe at its default size (random weights, batch 1)")
-    for column in ("recipe", "size", "fps", "p50 ms", "p90 ms", "params", "GFLOPs", "peak MiB"):
+    columns = ("recipe", "net size", "fps", "p50 ms", "p90 ms", "params", "GFLOPs", "peak MiB")
+    for column in columns:
         table.add_column(column, justify="left" if column == "recipe" else "right")
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in list_recipes():
             out = Path(tmp) / f"{recipe.name}.json"
             command = [sys.executable, "-m", "segcli", "benchmark", recipe.name, "--json", out]
             command += ["--device", args.device, "--warmup", args.warmup, "--iters", args.iters]
-            subprocess.run([str(c) for c in command], check=True, capture_output=True)
+            done = subprocess.run([str(c) for c in command], capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.stderr.write(done.stdout + done.stderr)
+                done.check_returncode()
             r = json.loads(out.read_text())
             table.add_row(
                 r["recipe"],
-                str(r["img_size"]),
+                "x".join(map(str, r["net_size"])),
                 f"{r['fps']:.2f}",
                 f"{r['latency_ms_p50']:.0f}",
                 f"{r['latency_ms_p90']:.0f}",

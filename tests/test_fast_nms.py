@@ -78,6 +78,15 @@ def test_top_k_limits_each_class():
     assert torch.bincount(labels[kept]).tolist() == [4, 4, 4]
 
 
+@pytest.mark.parametrize("top_k", [0, -1])
+def test_top_k_below_one_is_a_clear_error(top_k):
+    boxes, scores, labels = random_detections(2, n=10)
+    with pytest.raises(ValueError, match="top_k must be at least 1"):
+        fast_nms(boxes, scores, labels, 0.5, top_k=top_k)
+    with pytest.raises(ValueError, match="top_k"):  # even with nothing to suppress
+        fast_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5, top_k)
+
+
 def test_empty_input():
     kept = fast_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long))
     assert kept.dtype == torch.long and kept.shape == (0,)

@@ -1,13 +1,17 @@
 """YOLACT (recipes/yolact.py) on synthetic targets, and its anchor / box / mask helpers."""
 
+import json
 import math
 
 import cv2
 import pytest
 import torch
+from PIL import Image
 from torchvision.models.detection._utils import Matcher
 
+from segcli.config import resolve_config
 from segcli.data.shapes import ShapesDataset
+from segcli.engine import checkpoint
 from segcli.errors import ConfigError
 from segcli.ops.boxes import SSD_BOX_CODER, crop_masks, grid_anchors
 from segcli.recipe import get_recipe
@@ -167,19 +171,63 @@ def test_ohem_takes_three_negatives_per_positive_with_the_highest_loss():
 
 
 def test_mask_loss_counts_only_inside_the_gt_box_and_divides_by_its_area():
-    prototypes = torch.zeros(1, 8, 8)
-    prototypes[0, 2:4, 2:6] = 1.0  # 2 x 4 px: exactly the gt box below
+    # Logits near 0 that vary per pixel and a target that is 1 on half of the box, so every
+    # pixel's BCE differs; the box [2, 2, 6.5, 4.5] px holds 2 x 4 pixel centres but has area
+    # 4.5 x 2.5 = 11.25, so sum / area differs from the mean inside (/ 8), the sum, and the mean
+    # or sum over the whole mask.
+    prototypes = torch.linspace(-0.6, 0.6, 64).view(1, 8, 8)
     gt_masks = torch.zeros(1, 8, 8)
-    gt_masks[0, 2:4, 2:6] = 1
-    gt_boxes = torch.tensor([[2 / 8, 2 / 8, 6 / 8, 4 / 8]])
-    positive = torch.tensor([True])
-    coef, matched = torch.tensor([[20.0]]), torch.tensor([0])
+    gt_masks[0, 2:4, 2:4] = 1
+    gt_boxes = torch.tensor([[2 / 8, 2 / 8, 6.5 / 8, 4.5 / 8]])
+    positive, coef, matched = torch.tensor([True]), torch.tensor([[1.0]]), torch.tensor([0])
     loss = yolact.mask_loss(coef, prototypes, gt_masks, gt_boxes, matched, positive)
-    bce_inside = torch.nn.functional.softplus(torch.tensor(-20.0))  # target 1, logit 20
-    torch.testing.assert_close(loss, bce_inside)  # the 8 px mean inside the box
+    x, y = prototypes[0], gt_masks[0]
+    bce = torch.nn.functional.softplus(x) - x * y  # BCE with logits, per pixel
+    inside = bce[2:4, 2:6]
+    expected = inside.sum() / 11.25
+    torch.testing.assert_close(loss, expected)
+    for other in (inside.mean(), inside.sum(), bce.mean(), bce.sum(), bce.sum() / 11.25):
+        assert abs(other - expected) > 0.05  # each other normalisation would fail the check
     prototypes[0, 6:, :] = 5.0  # outside the box: must not change the loss
+    prototypes[0, :, 6:] = -5.0
     again = yolact.mask_loss(coef, prototypes, gt_masks, gt_boxes, matched, positive)
     torch.testing.assert_close(again, loss)
+
+
+def silenced(model: yolact.Yolact) -> yolact.Yolact:
+    """No class scores above 0.05: a zero class head with a large background bias."""
+    with torch.no_grad():
+        model.head.cls.weight.zero_()
+        model.head.cls.bias.zero_()
+        model.head.cls.bias.view(model.head.anchors, -1)[:, 0] = 10.0
+    return model
+
+
+def test_no_detection_gives_empty_outputs():
+    model = silenced(tiny_model()).eval()
+    with torch.no_grad():
+        outputs = model([torch.rand(3, 67, 45), torch.rand(3, 30, 90)])
+    for out, (h, w) in zip(outputs, [(67, 45), (30, 90)]):
+        assert out["boxes"].shape == (0, 4) and out["scores"].shape == (0,)
+        assert out["labels"].shape == (0,) and out["labels"].dtype == torch.long
+        assert out["masks"].shape == (0, 1, h, w)
+
+
+def test_infer_with_no_detection(cli, in_tmp):
+    recipe = get_recipe("yolact")
+    sets = [f"{k}={v!r}".replace(" ", "") for k, v in TINY_YOLACT.items()]
+    cfg = resolve_config(recipe, {}, sets)
+    names = ["background", "square", "circle", "triangle"]
+    torch.manual_seed(0)
+    model = silenced(recipe.build_model(len(names), **cfg.model))
+    checkpoint.save("silent.pt", {"model": model.state_dict(), "recipe": recipe.name,
+                                  "task": recipe.task, "config": cfg.to_dict(),
+                                  "class_names": names})  # fmt: skip
+    Image.fromarray(ShapesDataset("val", size=48, count=1).load(0)["image"]).save("one.png")
+    result = cli("infer", "silent.pt", "one.png", "--out", "pred", "--score-threshold", "0")
+    assert result.exit_code == 0, result.output
+    assert (in_tmp / "pred" / "one_overlay.jpg").is_file()
+    assert json.loads((in_tmp / "pred" / "results.json").read_text()) == []
 
 
 def test_recipes_keep_the_paper_settings():

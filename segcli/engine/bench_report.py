@@ -9,7 +9,13 @@ from rich.console import Console
 from rich.table import Table
 
 from segcli import io
-from segcli.engine.benchmark import NMS_CHOICES, BenchSpec, run_benchmarks
+from segcli.engine.benchmark import (
+    NMS_CHOICES,
+    SHARED_PROCESS,
+    STANDARD_NMS_NOTE,
+    BenchSpec,
+    run_benchmarks,
+)
 from segcli.engine.stages import STAGES
 from segcli.errors import ConfigError
 
@@ -23,6 +29,7 @@ ROWS = (  # (label, key, format)
     ("peak memory (MiB)", "peak_memory_mb", "{:.0f}"),
     ("detections / image", "detections_per_image", "{:.1f}"),
     ("image size", "img_size", "{}"),
+    ("network input (px)", "net_size", "{}x{}"),
     ("batch size", "batch_size", "{}"),
     ("classes", "num_classes", "{}"),
     ("NMS", "nms", "{}"),
@@ -53,6 +60,7 @@ def benchmark(
         if compare_nms:
             payload["compare_nms"] = {t.removeprefix("nms="): r for t, r in zip(titles, results)}
             payload["compare_nms"]["fps_ratio_fast_vs_standard"] = first["fps"] / results[1]["fps"]
+            payload["compare_nms"]["note"] = STANDARD_NMS_NOTE
         io.write_json(json_out, payload)
     return results
 
@@ -65,12 +73,37 @@ def results_table(results: list[dict], titles: list[str]) -> Table:
     for title in titles:
         table.add_column(title, justify="right")
     for label, key, fmt in ROWS:
-        if any(r.get(key) is not None for r in results):
+        if key == "peak_memory_mb":
+            table.add_row(label, *(_peak(r) for r in results))
+        elif any(r.get(key) is not None for r in results):
             table.add_row(label, *(_fmt(fmt, r.get(key)) for r in results))
     if len(results) > 1:
         base = results[0]["fps"]
         table.add_row(f"fps vs {titles[0]}", *(f"{r['fps'] / base:.2f}x" for r in results))
+    table.caption = caption(results)
     return table
+
+
+def caption(results: list[dict]) -> str:
+    """What the peak memory covers and, when standard NMS ran, how it differs from Fast NMS."""
+    lines = []
+    for note in dict.fromkeys(r.get("peak_memory_note") for r in results):
+        if note == SHARED_PROCESS:
+            lines.append(
+                "peak memory n/a: a CPU's peak RSS is the whole process's, and these runs share "
+                "one (benchmark one alone for its own)"
+            )
+        elif note:
+            lines.append(f"peak memory: {note}")
+    if any(r.get("nms_note") for r in results):
+        lines.append(STANDARD_NMS_NOTE)
+    return "\n".join(lines)
+
+
+def _peak(result: dict) -> str:
+    if result.get("peak_memory_mb") is None:
+        return result.get("peak_memory_note") or "-"
+    return f"{result['peak_memory_mb']:.0f}"
 
 
 def stages_table(results: list[dict], titles: list[str]) -> Table:
@@ -90,4 +123,6 @@ def stages_table(results: list[dict], titles: list[str]) -> Table:
 
 
 def _fmt(fmt: str, value) -> str:
-    return "-" if value is None else fmt.format(value)
+    if value is None:
+        return "-"
+    return fmt.format(*value) if isinstance(value, list | tuple) else fmt.format(value)

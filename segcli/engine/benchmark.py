@@ -2,11 +2,19 @@
 user runs it, with parameters, FLOPs, peak memory and, for instance models, where the time goes.
 
 Inference is timed from uint8 RGB images to final results on the host (normalisation, the
-model, argmax or thresholded masks, the copy back), synchronised on CUDA, after warm-up calls.
+model, the copy back, then the argmax class map, or every detection's mask binarised at 0.5 as
+`segcli infer` does), synchronised on CUDA, after warm-up calls.
+
+`--img-size S` is the size of the input images and, for a model that resizes its input itself
+(a `size` option, YOLACT; `min_size`/`max_size`, torchvision's R-CNNs), also the size the
+network runs at, unless `--set` names those options. Without it, an instance model's images are
+as large as its own resize target (the paper's size), so nothing is resampled twice. Every
+result reports `net_size`, the [H, W] the network actually ran at.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import resource
 import time
@@ -18,22 +26,25 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from segcli.config import BUILTIN_DATA, parse_model_sets, resolve_config
+from segcli.config import BUILTIN_DATA, parse_model_sets, parse_sets, resolve_config
 from segcli.data.shapes import CLASS_NAMES, ShapesDataset
 from segcli.data.transforms import eval_transform
 from segcli.engine import checkpoint, stages, tasks
 from segcli.engine.device import select_device, select_precision
 from segcli.errors import ConfigError
+from segcli.nn.batch import check_min_batch
 from segcli.recipe import REFERENCE_CLASSES, Recipe, get_recipe
 
 NMS_CHOICES = ("fast", "standard")
+SHARED_PROCESS = "n/a (shared process)"
 
 
 @dataclass(frozen=True)
 class BenchSpec:
     recipe: str
     train: bool = False  # training images/s instead of inference fps
-    img_size: int | None = None  # None: the recipe's (or the checkpoint's) size
+    img_size: int | None = None  # None: the recipe's (or the checkpoint's) size; sets the
+    # model's own resize option (size, or min_size/max_size) unless `sets` names it
     batch_size: int = 1
     device: str = "auto"
     warmup: int = 10
@@ -46,17 +57,15 @@ class BenchSpec:
 def run_benchmarks(specs: list[BenchSpec]) -> list[dict]:
     """Measure every spec side by side: the timed calls alternate between them, so load on a
     shared machine slows all alike. Each result: fps, latency percentiles, params, GFLOPs,
-    peak memory (of the whole process), detections per image and, for instance models, the
-    per-stage breakdown."""
+    peak memory (see Subject.peak_memory), detections per image, the network's input size
+    and, for instance models, the per-stage breakdown."""
     for spec in specs:
         _check(spec)
     subjects = [Subject(spec) for spec in specs]
     devices = {s.device for s in subjects}
-    for device in devices:
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
     times = time_interleaved([s.call for s in subjects], specs[0].warmup, specs[0].iters, devices)
-    return [subject.result(t) for subject, t in zip(subjects, times)]
+    shared = len(subjects) > 1
+    return [subject.result(t, shared) for subject, t in zip(subjects, times)]
 
 
 class Subject:
@@ -67,7 +76,8 @@ class Subject:
         self.device = select_device(spec.device)
         torch.manual_seed(0)  # the same random weights for variants of one architecture
         self.model, self.recipe, cfg, self.num_classes = load_model(spec, device=self.device)
-        size = spec.img_size or cfg.img_size
+        options = {**self.recipe.options, **cfg.model}
+        size = spec.img_size or resize_target(options) or cfg.img_size
         self.cfg = dataclasses.replace(
             cfg, data=BUILTIN_DATA, img_size=size, batch_size=spec.batch_size
         )
@@ -77,36 +87,125 @@ class Subject:
                     f"--train uses the built-in data's {len(CLASS_NAMES)} classes; "
                     f"this model has {self.num_classes}"
                 )
+            check_min_batch(self.model, self.recipe.name, spec.batch_size)
             self.call = train_step(self.recipe, self.model, self.cfg, self.device)
         else:
             images = sample_images(self.cfg.img_size, spec.batch_size)
             predict = predictor(self.recipe.task, self.model, self.device)
             self.call = _no_grad(lambda: predict(images))
 
-    def result(self, times: list[float]) -> dict:
+    def result(self, times: list[float], shared: bool = False) -> dict:
+        """The measurements; `shared`: other subjects live in this process (peak memory)."""
         spec, cfg = self.spec, self.cfg
+        peak, peak_note, outputs = self.peak_memory(shared)
+        with recording_net_size(self.model) as seen:  # the FLOP count's call runs the network
+            gflops = count_gflops(self.call) / spec.batch_size  # with --train: fwd + bwd
         out = {
             "recipe": self.recipe.name,
             "task": self.recipe.task,
             "mode": "train" if spec.train else "fps",
             "device": describe_device(self.device),
             "img_size": cfg.img_size,
+            "net_size": seen[0] if seen else [cfg.img_size, cfg.img_size],
             "batch_size": spec.batch_size,
             "num_classes": self.num_classes,
             "nms": cfg.model.get("nms"),
             "params": sum(p.numel() for p in self.model.parameters()),
             **speed(times, spec.batch_size),
-            "gflops": count_gflops(self.call) / spec.batch_size,  # with --train: fwd + bwd
+            "gflops": gflops,
             "detections_per_image": None,
             **versions(),
         }
         if not spec.train and self.recipe.task == "instance":
-            outputs = self.call()
             out["detections_per_image"] = float(np.mean([len(o["scores"]) for o in outputs]))
+            if cfg.model.get("nms") == "standard":
+                out["nms_note"] = STANDARD_NMS_NOTE
             repeats = min(3, spec.iters)
             out["stages_ms"] = stages.stage_breakdown(self.model, self.call, self.device, repeats)
-        out["peak_memory_mb"] = peak_memory_mb(self.device)
+        if peak is None and peak_note != SHARED_PROCESS:
+            peak = peak_memory_mb(self.device)  # CPU: read last, after every call
+        out["peak_memory_mb"], out["peak_memory_note"] = peak, peak_note
         return out
+
+    def peak_memory(self, shared: bool) -> tuple[float | None, str, object]:
+        """(MiB or None, what it covers, the outputs of the call it measured).
+
+        CUDA: the peak allocation during one call of this subject's own (the counter reset just
+        before it); with other subjects on the device, their memory is left out: this model's
+        weights plus what the call allocates above what was allocated before it. CPU: the
+        process's peak resident set, read after everything else ran; it is the whole process's,
+        so with several subjects in one process there is no honest per-subject figure (None).
+        """
+        if self.device.type != "cuda":
+            note = SHARED_PROCESS if shared else "peak RSS of the process (CPU)"
+            return None, note, self.call()
+        stages.sync(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        before = torch.cuda.memory_allocated(self.device)
+        outputs = self.call()
+        stages.sync(self.device)
+        peak = torch.cuda.max_memory_allocated(self.device)
+        if not shared:
+            return peak / 2**20, "peak CUDA allocation during one call", outputs
+        own = peak - before + state_bytes(self.model)
+        return own / 2**20, "CUDA: weights + peak allocation of one call", outputs
+
+
+STANDARD_NMS_NOTE = (
+    "standard NMS: torchvision batched_nms over every candidate, without Fast NMS's per-class "
+    "top_k of 200 (as the reference code's traditional_nms)"
+)
+
+
+def resize_target(model_options: dict) -> int | None:
+    """The side a model that resizes its own input resizes it to (YOLACT's `size`, an R-CNN's
+    `min_size` short side), or None for models that take their input as it is."""
+    return model_options.get("size") or model_options.get("min_size")
+
+
+def size_sets(recipe: Recipe, img_size: int | None, given: set[str]) -> list[str]:
+    """`key=value` model options that make the network run at --img-size: YOLACT's `size`,
+    or an R-CNN's `min_size` with `max_size` raised to at least it (the paper's cap kept
+    otherwise); options named in `given` (by --set) are left alone."""
+    if img_size is None:
+        return []
+    if "size" in recipe.options and "size" not in given:
+        return [f"size={img_size}"]
+    if "min_size" in recipe.options and "min_size" not in given:
+        sets = [f"min_size={img_size}"]
+        if "max_size" in recipe.options and "max_size" not in given:
+            sets.append(f"max_size={max(img_size, recipe.options['max_size'])}")
+        return sets
+    return []
+
+
+@contextlib.contextmanager
+def recording_net_size(model: torch.nn.Module):
+    """Collects [H, W] of the first image as the model's `transform` child (torchvision's
+    detection models, YOLACT) hands it to the network: a tensor [B, 3, H, W] or an ImageList
+    (its image_sizes, before the padding to a multiple of 32). Empty for models without one."""
+    seen: list[list[int]] = []
+    transform = getattr(model, "transform", None)
+    if not isinstance(transform, torch.nn.Module):
+        yield seen
+        return
+
+    def hook(module, args, output):
+        if isinstance(output, torch.Tensor):
+            seen.append(list(output.shape[-2:]))
+        elif isinstance(output, tuple) and hasattr(output[0], "image_sizes"):
+            seen.append(list(output[0].image_sizes[0]))
+
+    handle = transform.register_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def state_bytes(model: torch.nn.Module) -> int:
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def _no_grad(fn: Callable[[], object]) -> Callable[[], object]:
@@ -136,6 +235,7 @@ def load_model(spec: BenchSpec, device) -> tuple[torch.nn.Module, Recipe, object
     sets = list(spec.sets) + ([f"nms={spec.nms}"] if spec.nms else [])
     if spec.nms and "nms" not in recipe.options:
         raise ConfigError(f"--nms: recipe {recipe.name} has no choice of NMS")
+    sets += size_sets(recipe, spec.img_size, set(parse_sets(spec.sets, recipe)))
     model_sets = parse_model_sets(sets, recipe)
     if spec.checkpoint is None:
         # resolve_config applies the quick profile to the built-in data only: another name
@@ -158,7 +258,8 @@ def sample_images(size: int, count: int) -> list[np.ndarray]:
 
 
 def predictor(task: str, model, device) -> Callable[[list[np.ndarray]], object]:
-    """images -> results on the host, as `segcli infer` computes them."""
+    """images -> results on the host, as `segcli infer` computes them (instance masks binarised
+    at 0.5 on the host, for every detection: infer's score threshold is not applied)."""
     if task == "semantic":
         transform = eval_transform()
 
@@ -171,8 +272,9 @@ def predictor(task: str, model, device) -> Callable[[list[np.ndarray]], object]:
     from segcli.data.instance import image_tensor
     from segcli.engine.instance import to_numpy
 
-    def predict_instances(images):  # as instance.predict_instances, for a batch
-        return [to_numpy(o) for o in model([image_tensor(i).to(device) for i in images])]
+    def predict_instances(images):  # as instance.predict_instances and the annotator, batched
+        found = [to_numpy(o) for o in model([image_tensor(i).to(device) for i in images])]
+        return [{**o, "masks": o["masks"] >= 0.5} for o in found]
 
     return predict_instances
 
@@ -222,7 +324,7 @@ def time_interleaved(fns: list[Callable], warmup: int, iters: int, devices) -> l
 
 def _sync_all(devices) -> None:
     for device in devices:
-        stages._sync(device)
+        stages.sync(device)
 
 
 def speed(times: list[float], batch_size: int) -> dict:
@@ -244,7 +346,8 @@ def count_gflops(fn: Callable[[], object]) -> float:
 
 
 def peak_memory_mb(device: torch.device) -> float:
-    """CUDA: peak allocated by torch; CPU: the process's peak resident set (Linux: KiB)."""
+    """CUDA: peak allocated by torch since the last reset; CPU: the process's peak resident
+    set (Linux: KiB)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -35,7 +35,7 @@ def stage_breakdown(
             for _ in range(repeats):
                 with record_function(TOTAL):
                     run()
-                    _sync(device)
+                    sync(device)
     finally:
         for handle in handles:
             handle.remove()
@@ -67,11 +67,11 @@ def _label_children(model: torch.nn.Module, device: torch.device) -> list:
         ranges: list = []
 
         def enter(module, args, _name=name, _ranges=ranges):
-            _sync(device)
+            sync(device)
             _ranges.append(record_function(PREFIX + _name).__enter__())
 
         def leave(module, args, output, _ranges=ranges):
-            _sync(device)
+            sync(device)
             _ranges.pop().__exit__(None, None, None)
 
         handles += [child.register_forward_pre_hook(enter), child.register_forward_hook(leave)]
@@ -110,6 +110,7 @@ def _native_stderr_silenced():
         os.close(saved)
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device (CUDA) to finish its queued work; nothing on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)

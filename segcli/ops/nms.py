@@ -23,8 +23,10 @@ def fast_nms(
     """Indices (LongTensor [M]) of the kept boxes, highest score first (ties: lower index first).
 
     boxes [N, 4] xyxy, scores [N], labels [N] integer class of each box. Per class only the
-    top_k highest-scoring boxes compete; the others are dropped.
+    top_k highest-scoring boxes compete; the others are dropped. top_k < 1 is a ValueError.
     """
+    if top_k < 1:
+        raise ValueError(f"fast_nms: top_k must be at least 1, got {top_k}")
     n = boxes.shape[0]
     if n == 0:
         return torch.empty(0, dtype=torch.long, device=boxes.device)
