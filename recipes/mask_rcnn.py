@@ -5,8 +5,12 @@ ResNet-FPN backbone, an RPN over five anchor scales and three aspect ratios, RoI
 3), the two-fc box head and the four-conv mask head with a per-class 28x28 sigmoid output whose
 binary cross-entropy only sees the ground-truth class's mask (section 3, L_mask).
 
-Deviations: none in the model. The linear scaling of the learning rate to the batch actually
-used (`lr_batch_size`) is the rule the paper's schedule follows implicitly (16 images on 8 GPUs).
+Deviations: none in the model with `--pretrained`. The paper starts from ImageNet weights
+with frozen batch norm (and the stem and res2 fixed); without `--pretrained` (the default,
+since segcli downloads nothing) the backbone trains from scratch with ordinary, trainable batch
+norm in every layer, as frozen statistics of random weights would be meaningless. The linear
+scaling of the learning rate to the batch actually used (`lr_batch_size`) is the rule the
+paper's schedule follows implicitly (16 images on 8 GPUs).
 """
 
 from __future__ import annotations

@@ -92,7 +92,9 @@ def gt_fraction_in_boxes(gt_masks: torch.Tensor, boxes: torch.Tensor, matched: t
     if len(boxes) == 0:
         return boxes.new_zeros(0)
     used, index = torch.unique(matched, return_inverse=True)
-    integral = F.pad(gt_masks[used].int().cumsum(1).cumsum(2), (1, 0, 1, 0))  # [U, H+1, W+1]
+    # int32 sums (an image has far fewer than 2^31 pixels): cumsum would promote to int64
+    integral = gt_masks[used].cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32)
+    integral = F.pad(integral, (1, 0, 1, 0))  # [U, H+1, W+1]
     h, w = gt_masks.shape[-2:]
     x1, x2 = (boxes[:, [0, 2]].round().long().clamp(0, w)).unbind(1)
     y1, y2 = (boxes[:, [1, 3]].round().long().clamp(0, h)).unbind(1)

@@ -145,7 +145,8 @@ def eval_command(
     ] = None,
     data: Annotated[str | None, typer.Option(help="Dataset; default: the checkpoint's.")] = None,
     metric: Annotated[
-        Metric | None, typer.Option(help="Score to report (default: miou or mask-ap).")
+        Metric | None,
+        typer.Option(help="Score to report (default: miou, or mask-ap; box-ap for box results)."),
     ] = None,
     pred: Annotated[Path | None, typer.Option(help="Folder of predicted label PNGs.")] = None,
     gt: Annotated[Path | None, typer.Option(help="Folder of ground-truth label PNGs.")] = None,
@@ -174,9 +175,7 @@ def eval_command(
         bool, typer.Option("--tta-flip/--no-tta-flip", help="--tta: flipped inputs too.")
     ] = True,
     crf: Annotated[bool, typer.Option("--crf", help=CRF_HELP)] = False,
-    crf_param: Annotated[
-        list[str] | None, typer.Option("--crf-param", help=CRF_PARAM_HELP)
-    ] = None,
+    crf_param: Annotated[list[str] | None, typer.Option("--crf-param", help=CRF_PARAM_HELP)] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Model option key=value, e.g. output_stride=8."),
@@ -206,7 +205,8 @@ def eval_command(
     console.print(task.results_table(result, names, "evaluation"))
     if result.get("detections") == 0:
         err_console.print("warning: no detections to score; every AP is 0", highlight=False)
-    _print_scores(result, metric.value if metric else task.SCORE)
+    default = task.SCORE if task.SCORE in result or "box_ap" not in result else "box_ap"
+    _print_scores(result, metric.value if metric else default)  # box_ap: box-only results
     if json_out:
         io.write_json(
             json_out,
@@ -244,8 +244,9 @@ def _score_result_files(gt_json, pred_json, metric, model_options):
 def _print_scores(result: dict, metric: str) -> None:
     if metric == "all":  # the semantic four, or every AP-type score of an instance model
         semantic = ["pa", "mpa", "miou", "fwiou"]
-        keys = semantic if "miou" in result else [k for k, v in result.items()
-                                                  if isinstance(v, float)]
+        keys = (
+            semantic if "miou" in result else [k for k, v in result.items() if isinstance(v, float)]
+        )
     else:
         keys = [metric.replace("-", "_")]
     for key in keys:
@@ -263,9 +264,7 @@ def infer_command(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/infer"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     crf: Annotated[bool, typer.Option("--crf", help=CRF_HELP)] = False,
-    crf_param: Annotated[
-        list[str] | None, typer.Option("--crf-param", help=CRF_PARAM_HELP)
-    ] = None,
+    crf_param: Annotated[list[str] | None, typer.Option("--crf-param", help=CRF_PARAM_HELP)] = None,
     score_threshold: Annotated[
         float, typer.Option(help="Instance models: lowest score drawn and saved.")
     ] = 0.5,
@@ -279,9 +278,7 @@ def infer_command(
     from segcli.engine.infer import infer
 
     predict = _predictor(False, None, False, crf, crf_param)
-    written = infer(
-        checkpoint, sources, out, device, console, predict, score_threshold, splash
-    )
+    written = infer(checkpoint, sources, out, device, console, predict, score_threshold, splash)
     console.print(f"wrote {len(written)} prediction(s) and overlays to {out}", highlight=False)
 
 
@@ -311,7 +308,9 @@ def convert_labelme_command(
         Path | None,
         typer.Option(help="labels.txt (labelme's __ignore__/_background_ header or a plain list)."),
     ] = None,
-    val_fraction: Annotated[float, typer.Option(help="Share of images in the val split.")] = 0.1,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of images in the val split (0: every image in train).")
+    ] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed of the train/val split.")] = 0,
     noviz: Annotated[bool, typer.Option("--noviz", help="Write no overlay images.")] = False,
     overwrite: Annotated[
@@ -324,7 +323,11 @@ def convert_labelme_command(
         int | None, typer.Option(help="Processes (default: all cores; 0: this process).")
     ] = None,
 ):
-    """Convert a labelme folder to VOC masks (class and object PNGs) and COCO instances."""
+    """Convert a labelme folder to VOC masks (class and object PNGs) and COCO instances.
+
+    The output is built in a hidden folder beside it and renamed into place when complete;
+    a failure, Ctrl-C or SIGTERM leaves no partial output (exit 2, 130 or 143).
+    """
     from segcli.engine.convert import convert_labelme
 
     convert_labelme(
@@ -349,7 +352,11 @@ def benchmark_command(
         bool, typer.Option("--train/--fps", help="Training images/s, or inference fps.")
     ] = False,
     img_size: Annotated[
-        int | None, typer.Option(help="Input image size; default: the recipe's.")
+        int | None,
+        typer.Option(
+            help="Input image size, also the network's for models that resize their input "
+            "(size, min_size/max_size, unless --set names them); default: the recipe's."
+        ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per call.")] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",

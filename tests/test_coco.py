@@ -2,6 +2,7 @@
 on generated data with polygons, RLEs, crowd regions and small, medium and large objects."""
 
 import contextlib
+import copy
 import io
 import json
 import math
@@ -13,6 +14,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from segcli.data.coco import encode_masks
+from segcli.errors import DataError
 from segcli.metrics.coco import evaluate_results, maskiou_correlation
 
 H, W = 160, 200
@@ -151,18 +153,81 @@ def test_saved_results_score_exactly_as_pycocotools(cli, tmp_path, metric, kind,
     assert len(scores[f"{kind}_per_class_ap"]) == 3 and "bird" in result.output
 
 
-def test_mask_ap_ignores_the_box_of_results_that_have_both(cli, tmp_path):
-    """With a bbox key pycocotools' loadRes would take the box area as the mask's area."""
+def disc(cx, cy, r, shape) -> np.ndarray:
+    ys, xs = np.mgrid[: shape[0], : shape[1]]
+    return (xs - cx) ** 2 + (ys - cy) ** 2 <= r * r
+
+
+def box_rule_dataset(tmp_path):
+    """Discs (small, medium, large ground truth, each found by a slightly shifted disc) and
+    a confident false positive: a thin diagonal line, whose mask is small (< 32^2 px) but
+    whose box is large (> 96^2 px). Returns the gt path and the results with their bbox."""
+    shape = (300, 300)
+    line = np.zeros(shape, bool)
+    for x in range(10, 120):
+        line[max(x - 1, 0) : x + 2, x] = True
+    images = [{"id": 1, "file_name": "1.jpg", "height": shape[0], "width": shape[1]}]
+    anns, results = [], []
+    for cx, cy, r, score in ((250, 250, 12, 0.9), (70, 230, 40, 0.8), (200, 90, 70, 0.7)):
+        truth, found = disc(cx, cy, r, shape), disc(cx + 1, cy, r, shape)
+        rle = encode_masks(truth[None])[0]
+        box = [float(v) for v in mask_utils.toBbox(rle)]
+        anns.append(_ann(len(anns) + 1, 1, 1, rle, box, float(truth.sum())))
+        results.append(_result(found, score))
+    results.append(_result(line, 0.95))
+    assert line.sum() < 32**2 < np.prod(results[-1]["bbox"][2:]) and 96**2 < np.prod(
+        results[-1]["bbox"][2:]
+    )
+    gt = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "disc"}]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    return tmp_path / "gt.json", results
+
+
+def _result(mask, score) -> dict:
+    rle = encode_masks(mask[None])[0]
+    box = [float(v) for v in mask_utils.toBbox(rle)]
+    return {"image_id": 1, "category_id": 1, "segmentation": rle, "bbox": box, "score": score}
+
+
+def pycocotools_segm(gt_path, results) -> list[float]:
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_path))
+        evaluator = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), "segm")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return [float(v) for v in evaluator.stats[:6]]
+
+
+def test_mask_ap_drops_the_box_of_results_that_have_one(cli, tmp_path):
+    """segcli's mask AP of results with a bbox equals pycocotools on the same results without
+    it (COCO's segm format); pycocotools fed the bbox would size the line by its box."""
+    gt_path, results = box_rule_dataset(tmp_path)
+    pred = tmp_path / "both.json"
+    pred.write_text(json.dumps(results))
+    out = tmp_path / "scores.json"
+    result = cli("eval", "--gt-json", gt_path, "--pred-json", pred, "--metric", "mask-ap",
+                 "--json", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    scores = [json.loads(out.read_text())[f"mask_{k}"] for k in KEYS]
+    without_box = pycocotools_segm(gt_path, [{k: v for k, v in r.items() if k != "bbox"}
+                                             for r in results])  # fmt: skip
+    with_box = pycocotools_segm(gt_path, results)
+    assert scores == without_box
+    assert without_box[:3] == with_box[:3]  # the size ranges alone differ
+    # by its mask the line is a small false positive; by its box, a large one
+    assert without_box[3] < with_box[3] and without_box[5] > with_box[5], (without_box, with_box)
+
+
+def test_box_only_results_default_to_box_ap(cli, tmp_path):
     paths = write_dataset(tmp_path)
-    scores = {}
-    for name in ("segm", "both"):
-        out = tmp_path / f"{name}_scores.json"
-        cli("eval", "--gt-json", paths["gt"], "--pred-json", paths[name], "--json", out)
-        scores[name] = json.loads(out.read_text())
-    assert [scores["both"][f"mask_{k}"] for k in KEYS] == [
-        scores["segm"][f"mask_{k}"] for k in KEYS
-    ]
-    assert scores["both"]["box_ap"] == reference_stats(paths["gt"], paths["bbox"], "bbox")[0]
+    out = tmp_path / "scores.json"
+    result = cli("eval", "--gt-json", paths["gt"], "--pred-json", paths["bbox"], "--json", out)
+    assert result.exit_code == 0, result.output
+    scores = json.loads(out.read_text())
+    expected = reference_stats(paths["gt"], paths["bbox"], "bbox")
+    assert "mask_ap" not in scores and scores["box_ap"] == expected[0]
+    assert f"box_ap: {expected[0]:.4f}" in result.output
 
 
 def test_results_for_unknown_images_name_the_file(cli, tmp_path):
@@ -202,6 +267,31 @@ def test_empty_results_give_zero_ap_with_a_warning(cli, tmp_path):
             "gt.json: annotation 1 points at image 7",
         ),
         (lambda gt: {"images": []}, "gt.json: no 'annotations' list"),
+        *[
+            (lambda gt, key=key: first(gt, drop=key), f"gt.json: annotation {ident} lacks {key}")
+            for key, ident in (("id", "at index 0"), ("iscrowd", 1), ("area", 1), ("bbox", 1))
+        ],
+        (
+            lambda gt: first(gt, segmentation=[]),
+            "gt.json: annotation 1: segmentation is an empty list",
+        ),
+        (
+            lambda gt: first(gt, segmentation=[[10, 10, 30, 10]]),
+            "gt.json: annotation 1: polygon 1 has 4 numbers",
+        ),
+        (
+            lambda gt: first(gt, segmentation=[[10, 10, 30, 10, 30, 22, 10]]),
+            "gt.json: annotation 1: polygon 1 has 7 numbers",
+        ),
+        (
+            lambda gt: first(gt, segmentation={"size": [H + 1, W], "counts": [(H + 1) * W]}),
+            f"gt.json: annotation 1: RLE size [{H + 1}, {W}] is not its image's [height, "
+            f"width] [{H}, {W}]",
+        ),
+        (
+            lambda gt: first(gt, segmentation={"size": [H, W], "counts": "0"}),
+            f"gt.json: annotation 1: RLE counts add up to 0, not height x width = {H * W}",
+        ),
     ],
 )
 def test_bad_ground_truth_is_one_line(cli, tmp_path, change, message):
@@ -211,6 +301,128 @@ def test_bad_ground_truth_is_one_line(cli, tmp_path, change, message):
     result = cli("eval", "--gt-json", paths["gt"], "--pred-json", paths["segm"])
     assert result.exit_code == 2
     assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def first(gt: dict, drop: str | None = None, **changes) -> dict:
+    """The ground truth with only its first annotation, changed."""
+    ann = {k: v for k, v in gt["annotations"][0].items() if k != drop} | changes
+    return {**gt, "annotations": [ann]}
+
+
+def test_bad_ground_truth_fails_when_loaded_not_when_scored(tmp_path):
+    """The loader checks what COCOeval reads later (area, iscrowd, the RLE's size), so a
+    training run stops before its first step."""
+    from segcli.data.coco import read_coco_json
+
+    paths = write_dataset(tmp_path)
+    doc = json.loads(paths["gt"].read_text())
+    doc["annotations"][-1]["segmentation"]["size"] = [W, H]  # the last image's crowd region
+    paths["gt"].write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"gt.json: annotation \d+: RLE size \[200, 160\]"):
+        read_coco_json(paths["gt"])
+
+
+def test_folders_in_place_of_json_files_are_one_line(cli, tmp_path):
+    paths = write_dataset(tmp_path)
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    for gt, pred, message in (
+        (folder, paths["segm"], "folder.json: is a folder, not a COCO annotation file"),
+        (paths["gt"], folder, "folder.json: is a folder, not a COCO results file"),
+    ):
+        result = cli("eval", "--gt-json", gt, "--pred-json", pred)
+        assert result.exit_code == 2
+        assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def with_mask_scores(results: list[dict]) -> list[dict]:
+    return [{**r, "mask_iou": 0.5, "cls_score": r["score"]} for r in results]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda res: [{**res[0], "segmentation": [[10, 10, 30, 10, 30, 22]]}, *res[1:]],
+            "segm.json: result 0 has a polygon segmentation; results take a compressed RLE",
+        ),
+        (
+            lambda res: [*res[:2], {**res[2], "score": "high"}, *res[3:]],
+            "segm.json: result 2 has score 'high', which is not a number",
+        ),
+        (
+            lambda res: [*res[:2], {**res[2], "score": None}, *res[3:]],
+            "segm.json: result 2 has score None, which is not a number",
+        ),
+        (
+            lambda res: [
+                {**res[0], "segmentation": encode_masks(np.ones((1, 10, 10), bool))[0]},
+                *res[1:],
+            ],  # fmt: skip
+            f"segm.json: result 0 has a bad segmentation: RLE size [10, 10] is not its image's "
+            f"[height, width] [{H}, {W}]",
+        ),
+        (
+            lambda res: [
+                {**res[0], "segmentation": {"size": [H, W], "counts": [H * W]}},
+                *res[1:],
+            ],  # fmt: skip
+            "segm.json: result 0 has a bad segmentation: RLE counts must be a string",
+        ),
+        (
+            lambda res: [
+                *with_mask_scores(res[:3]),
+                {**with_mask_scores(res[3:4])[0], "cls_score": None},
+                *with_mask_scores(res[4:]),
+            ],
+            "segm.json: result 3 has cls_score None, which is not a number",
+        ),
+        (
+            lambda res: [
+                *with_mask_scores(res[:3]),
+                {k: v for k, v in with_mask_scores(res[3:4])[0].items() if k != "cls_score"},
+                *with_mask_scores(res[4:]),
+            ],
+            "segm.json: result 3 lacks cls_score, which other results have",
+        ),
+    ],
+)
+def test_bad_results_are_one_line(cli, tmp_path, change, message):
+    paths = write_dataset(tmp_path)
+    paths["segm"].write_text(json.dumps(change(json.loads(paths["segm"].read_text()))))
+    result = cli("eval", "--gt-json", paths["gt"], "--pred-json", paths["segm"])
+    assert result.exit_code == 2
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def slow_maskiou_correlation(gt: COCO, results: list[dict]) -> tuple[float, int]:
+    """The per-detection reference: one getAnnIds, annToRLE and one-row iou per result."""
+    predicted, actual = [], []
+    for r in results:
+        anns = gt.loadAnns(gt.getAnnIds(imgIds=r["image_id"], catIds=r["category_id"]))
+        rles = [gt.annToRLE(a) for a in anns if not a.get("iscrowd", 0)]
+        ious = mask_utils.iou([r["segmentation"]], rles, [0] * len(rles)) if rles else [0.0]
+        predicted.append(r["mask_iou"])
+        actual.append(float(np.max(ious)))
+    if len(predicted) < 2 or np.std(predicted) == 0 or np.std(actual) == 0:
+        return float("nan"), len(predicted)
+    return float(np.corrcoef(predicted, actual)[0, 1]), len(predicted)
+
+
+def test_grouped_maskiou_correlation_equals_the_per_detection_one(tmp_path):
+    """Several images and categories, crowd regions, and detections of a category that the
+    image lacks (actual IoU 0), in an interleaved order."""
+    paths = write_dataset(tmp_path)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(paths["gt"]))
+    rng = np.random.default_rng(3)
+    results = json.loads(paths["segm"].read_text())
+    results += [{**r, "image_id": 4, "category_id": 3} for r in results[:3]]
+    results = [{**r, "mask_iou": float(rng.random())} for r in results]
+    results = [results[i] for i in rng.permutation(len(results))]
+    r, count = maskiou_correlation(gt, results)
+    assert (r, count) == slow_maskiou_correlation(gt, results) and count == len(results)
+    assert not math.isnan(r)
 
 
 def test_maskiou_correlation_and_plain_ap_known_answer():

@@ -30,6 +30,8 @@ def untrained_checkpoint(path, name: str):
     cfg = resolve_config(recipe, {}, [f"{s}" for s in SMALL[name]])
     torch.manual_seed(0)
     model = recipe.build_model(len(NAMES), **cfg.model)
+    if name == "fcn8s":  # zero-initialised scores predict background: make it see circles
+        torch.nn.init.constant_(model.score_pool3.bias[2:3], 5.0)
     checkpoint.save(path, {"model": model.state_dict(), "recipe": recipe.name,
                            "task": recipe.task, "config": cfg.to_dict(),
                            "class_names": list(NAMES)})  # fmt: skip
@@ -75,6 +77,36 @@ def test_video_is_annotated_frame_by_frame(cli, in_tmp, recipe, suffix, flags, o
     assert len(frames) == len(read_video(video)) == 5
     assert frames[0].shape == (48, 64, 3)
     assert not list((in_tmp / "out").glob(".*"))  # no temporary file left behind
+    threshold = 0.0 if "--score-threshold" in flags else 0.5
+    annotator = same_annotator(ckpt, threshold, "--splash" in flags)
+    for written, original in zip(frames, read_video(video)):
+        rgb = cv2.cvtColor(original, cv2.COLOR_BGR2RGB)
+        expected, written = annotator.frame(rgb), cv2.cvtColor(written, cv2.COLOR_BGR2RGB)
+        # blurred, as the lossy codecs keep coarse structure but smear lines and text
+        assert mean_difference(expected, rgb) > 3, "the annotation left the frame as it was"
+        to_expected, to_input = mean_difference(written, expected), mean_difference(written, rgb)
+        assert to_expected < 0.4 * to_input, (to_expected, to_input)
+        if "--splash" in flags:  # strongly coloured input outside every detection turns grey
+            found = predict_instances(annotator.model, rgb, torch.device("cpu"))
+            inside = (found["masks"][found["scores"] >= threshold, 0] >= 0.5).any(0)
+            near = cv2.dilate(inside.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+            coloured = (np.ptp(rgb.astype(int), axis=2) > 100) & ~near
+            assert coloured.sum() > 50
+            assert np.ptp(written.astype(int), axis=2)[coloured].mean() < 20
+
+
+def same_annotator(ckpt, score_threshold: float, splash: bool):
+    """An annotator of the checkpoint as `segcli infer` builds it (for the expected frames)."""
+    from segcli.engine.infer import _annotator
+
+    device = torch.device("cpu")
+    model, recipe, _, names, payload = checkpoint.restore_model(ckpt, device)
+    return _annotator(recipe, model, names, payload, device, None, score_threshold, splash)
+
+
+def mean_difference(a: np.ndarray, b: np.ndarray) -> float:
+    blur = [cv2.GaussianBlur(x.astype(np.float32), (0, 0), 2) for x in (a, b)]
+    return float(np.abs(blur[0] - blur[1]).mean())
 
 
 def test_unreadable_video_is_one_line(cli, in_tmp):

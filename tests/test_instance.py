@@ -149,6 +149,13 @@ def test_flip_and_rescale_keep_boxes_on_their_masks():
     (lambda root, doc: doc["annotations"][0].update(category_id=5),
      "annotations.json: annotation 1 has unknown category 5"),
     (lambda root, doc: doc.clear(), "annotations.json: no 'images' list"),
+    (lambda root, doc: doc["annotations"][0].pop("area"),
+     "annotations.json: annotation 1 lacks area"),
+    (lambda root, doc: doc["annotations"][0].update(segmentation=[[4, 6, 18, 6]]),
+     "annotations.json: annotation 1: polygon 1 has 4 numbers"),
+    (lambda root, doc: doc["annotations"][2]["segmentation"].update(size=[48, 40]),
+     "annotations.json: annotation 3: RLE size [48, 40] is not its image's [height, width] "
+     "[40, 48]"),
 ])  # fmt: skip
 def test_bad_coco_folder_stops_training_with_one_line(cli, tmp_path, break_it, message):
     root = write_labelme_folder(tmp_path / "converted")
@@ -158,6 +165,7 @@ def test_bad_coco_folder_stops_training_with_one_line(cli, tmp_path, break_it, m
     result = cli("train", "mask_rcnn", "--data", root, *TINY_RUN, *TINY_MODEL)
     assert result.exit_code == 2
     assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("runs/*/*/metrics.jsonl"))  # before the first step
 
 
 def test_trains_a_step_on_a_coco_folder_with_an_empty_image(cli, tmp_path):
@@ -168,6 +176,12 @@ def test_trains_a_step_on_a_coco_folder_with_an_empty_image(cli, tmp_path):
         json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     ]
     assert {"loss_mask", "loss_classifier"} <= set(rows[0]) and "mask_ap" in rows[-1]
+    # --data on another dataset: the classes must be the checkpoint's, by name too
+    other = write_labelme_folder(tmp_path / "other", categories=((1, "apple"), (2, "plum")))
+    result = cli("eval", tmp_path / "run" / "last.pt", "--data", other, "--workers", "0")
+    assert result.exit_code == 2
+    assert "other: class 2 is 'plum' but the checkpoint was trained on 'pear'" in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_train_eval_infer_on_tiny_shapes(cli, in_tmp):

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torchvision.models.detection.roi_heads import RoIHeads
 
 from segcli.recipe import get_recipe
 from segcli.recipes.ms_rcnn import MaskIoUHead, gt_fraction_in_boxes, maskiou_targets
@@ -50,14 +51,76 @@ def test_maskiou_head_is_the_papers():
     assert head(torch.randn(3, 256, 14, 14), torch.rand(3, 1, 28, 28)).shape == (3, 81)
 
 
-def test_calibrated_score_is_class_score_times_maskiou():
+def quick_model():
     recipe = get_recipe("ms_rcnn")
     options = {**recipe.options, **{k: v for k, v in recipe.quick.items() if k in recipe.options}}
     torch.manual_seed(0)
-    model = recipe.build_model(4, **options).eval()
+    return recipe.build_model(4, **options)
+
+
+def plain_roi_heads(heads) -> RoIHeads:
+    """Plain torchvision RoIHeads sharing the Mask Scoring heads' modules and settings."""
+    return RoIHeads(
+        heads.box_roi_pool, heads.box_head, heads.box_predictor,
+        heads.proposal_matcher.high_threshold, heads.proposal_matcher.low_threshold,
+        heads.fg_bg_sampler.batch_size_per_image, heads.fg_bg_sampler.positive_fraction,
+        heads.box_coder.weights, heads.score_thresh, heads.nms_thresh,
+        heads.detections_per_img, heads.mask_roi_pool, heads.mask_head, heads.mask_predictor,
+    ).eval()  # fmt: skip
+
+
+def test_calibrated_score_is_torchvisions_class_score_times_the_heads_maskiou():
+    """cls_scores, boxes, labels and masks are plain torchvision RoIHeads' detections (same
+    weights, same proposals), mask_ious the MaskIoU head's output for the predicted class on
+    the predicted mask, and scores their product, sorted descending."""
+    model = quick_model().eval()
+    heads = model.roi_heads
     with torch.no_grad():
-        (out,) = model([torch.rand(3, 96, 96)])
-    assert len(out["scores"]) > 0
+        images, _ = model.transform([torch.rand(3, 96, 96)])
+        features = model.backbone(images.tensors)
+        proposals, _ = model.rpn(images, features)
+        (out,), _ = heads(features, proposals, images.image_sizes)
+        (plain,), _ = plain_roi_heads(heads)(features, proposals, images.image_sizes)
+        roi = heads.mask_roi_pool(features, [plain["boxes"]], images.image_sizes)
+        index = torch.arange(len(plain["labels"]))
+        own = heads.mask_predictor(heads.mask_head(roi))[index, plain["labels"]]
+        mask_ious = heads.maskiou_head(roi, own.sigmoid()[:, None])[index, plain["labels"]]
+    assert len(plain["scores"]) > 0
+    mask_ious = mask_ious.clamp(0, 1)
+    order = torch.argsort(plain["scores"] * mask_ious, descending=True)
+    assert torch.equal(out["cls_scores"], plain["scores"][order])
+    for key in ("boxes", "labels", "masks"):
+        assert torch.equal(out[key], plain[key][order]), key
+    assert torch.equal(out["mask_ious"], mask_ious[order])
     assert torch.equal(out["scores"], out["cls_scores"] * out["mask_ious"])
-    assert (out["mask_ious"] >= 0).all() and (out["mask_ious"] <= 1).all()
     assert torch.equal(out["scores"], out["scores"].sort(descending=True).values)
+    assert not torch.equal(order, torch.arange(len(order)))  # the calibration re-ranks
+
+
+def test_train_step_on_an_image_without_objects():
+    """No ground truth: every RoI is background, the mask and MaskIoU losses are zero but
+    defined, and backward runs."""
+    model = quick_model().train()
+    target = {
+        "boxes": torch.zeros(0, 4),
+        "labels": torch.zeros(0, dtype=torch.int64),
+        "masks": torch.zeros(0, 96, 96, dtype=torch.uint8),
+    }
+    losses = model([torch.rand(3, 96, 96)], [target])
+    assert "loss_maskiou" in losses and "loss_mask" in losses
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    assert float(losses["loss_maskiou"].detach()) == 0.0
+    sum(losses.values()).backward()
+
+
+def test_gt_fraction_in_boxes_equals_cropped_pixel_counts():
+    generator = torch.Generator().manual_seed(0)
+    masks = (torch.rand(4, 30, 50, generator=generator) < 0.4).to(torch.uint8)
+    corners = torch.rand(25, 2, 2, generator=generator) * torch.tensor([60.0, 40.0]) - 5
+    boxes = torch.cat([corners.min(1).values, corners.max(1).values], dim=1)
+    matched = torch.randint(0, 4, (25,), generator=generator)
+    share = gt_fraction_in_boxes(masks, boxes, matched)
+    for box, g, value in zip(boxes.round().long().tolist(), matched.tolist(), share.tolist()):
+        x1, y1, x2, y2 = (max(v, 0) for v in box)
+        expected = masks[g, y1:y2, x1:x2].sum() / masks[g].sum()
+        assert value == pytest.approx(float(expected), abs=1e-6)

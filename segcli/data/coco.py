@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from functools import cached_property
 from pathlib import Path
 
@@ -56,11 +57,15 @@ def mask_box(mask: np.ndarray) -> list[float]:
 
 
 def read_coco_json(path: Path) -> dict:
-    """The json at `path`, checked for what segcli relies on; errors name the file."""
+    """The json at `path`, checked for what segcli and COCOeval rely on; errors name the file."""
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise DataError(f"{path}: annotation file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a COCO annotation file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the annotation file ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: malformed JSON ({exc})") from None
     if not isinstance(doc, dict):
@@ -72,44 +77,145 @@ def read_coco_json(path: Path) -> dict:
     return doc
 
 
+ENTRY_KEYS = {"images": ("id", "file_name", "height", "width"), "categories": ("id", "name")}
+ANNOTATION_KEYS = ("id", "image_id", "category_id", "segmentation", "area", "bbox", "iscrowd")
+
+
 def _check_entries(doc: dict, path: Path) -> None:
-    for kind, keys in (
-        ("images", ("id", "file_name", "height", "width")),
-        ("categories", ("id", "name")),
-    ):
+    """Everything pycocotools reads later (COCO, annToMask, COCOeval), checked now, so a bad
+    file stops training before its first step rather than at the first validation."""
+    sizes = _image_sizes(doc, path)
+    categories = {c["id"] for c in doc["categories"]}
+    seen = set()
+    for index, ann in enumerate(doc["annotations"]):
+        has_id = isinstance(ann, dict) and _is_int(ann.get("id"))
+        ident = ann["id"] if has_id else f"at index {index}"
+        problem = _annotation_problem(ann, sizes, categories)
+        if problem is None and ident in seen:
+            problem = ": its id is used by another annotation"
+        if problem:
+            raise DataError(f"{path}: annotation {ident}{problem}")
+        seen.add(ident)
+
+
+def _image_sizes(doc: dict, path: Path) -> dict[int, tuple[int, int]]:
+    """(height, width) of every image id, the images and categories checked on the way."""
+    for kind, keys in ENTRY_KEYS.items():
         for entry in doc[kind]:
             if not isinstance(entry, dict) or any(key not in entry for key in keys):
                 raise DataError(f"{path}: an entry of '{kind}' lacks one of {', '.join(keys)}")
-    images = {img["id"] for img in doc["images"]}
-    categories = {c["id"] for c in doc["categories"]}
-    for ann in doc["annotations"]:
-        ident = ann.get("id", "?") if isinstance(ann, dict) else "?"
-        if not isinstance(ann, dict) or "segmentation" not in ann or "image_id" not in ann:
-            raise DataError(f"{path}: annotation {ident} has no image_id or segmentation")
-        if ann["image_id"] not in images:
-            raise DataError(
-                f"{path}: annotation {ident} points at image {ann['image_id']}, "
-                "which is not in 'images'"
-            )
-        if ann.get("category_id") not in categories:
-            raise DataError(
-                f"{path}: annotation {ident} has unknown category {ann.get('category_id')!r}"
-            )
-        problem = _rle_problem(ann["segmentation"])
-        if problem:
-            raise DataError(f"{path}: annotation {ident}: {problem}")
+            if not _is_int(entry["id"]):
+                raise DataError(f"{path}: '{kind}' id {entry['id']!r} is not an integer")
+    sizes = {img["id"]: (img["height"], img["width"]) for img in doc["images"]}
+    for image_id, (height, width) in sizes.items():
+        if not (_is_int(height) and _is_int(width) and min(height, width) > 0):
+            raise DataError(f"{path}: image {image_id}: height and width must be positive integers")
+    return sizes
 
 
-def _rle_problem(segmentation) -> str | None:
-    """What is wrong with an uncompressed RLE (pycocotools loops forever on short counts)."""
-    if not isinstance(segmentation, dict):
-        return None
-    size, counts = segmentation.get("size"), segmentation.get("counts")
-    if not (isinstance(size, list) and len(size) == 2):
-        return "RLE segmentation without a [height, width] size"
-    if isinstance(counts, list) and sum(counts) != size[0] * size[1]:
-        return f"RLE counts add up to {sum(counts)}, not height x width = {size[0] * size[1]}"
+def _annotation_problem(ann, sizes: dict, categories: set) -> str | None:
+    """What is wrong with one annotation (the text after "annotation <id>"), or None."""
+    if not isinstance(ann, dict):
+        return " is not an object"
+    missing = [key for key in ANNOTATION_KEYS if key not in ann]
+    if missing:
+        return f" lacks {', '.join(missing)}"
+    if not _is_int(ann["id"]):
+        return f": id {ann['id']!r} is not an integer"
+    if not _is_int(ann["image_id"]) or ann["image_id"] not in sizes:
+        return f" points at image {ann['image_id']}, which is not in 'images'"
+    if not _is_int(ann["category_id"]) or ann["category_id"] not in categories:
+        return f" has unknown category {ann['category_id']!r}"
+    if ann["iscrowd"] not in (0, 1):
+        return f": iscrowd is {ann['iscrowd']!r}, not 0 or 1"
+    if not is_number(ann["area"]) or ann["area"] < 0:
+        return f": area {ann['area']!r} is not a non-negative number"
+    if not is_box(ann["bbox"]):
+        return f": bbox {ann['bbox']!r} is not [x, y, width, height]"
+    problem = segmentation_problem(ann["segmentation"], sizes[ann["image_id"]])
+    return f": {problem}" if problem else None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_box(b) -> bool:
+    """A COCO box: [x, y, width, height], finite numbers, width and height not negative."""
+    return isinstance(b, list) and len(b) == 4 and all(map(is_number, b)) and min(b[2:]) >= 0
+
+
+def segmentation_problem(segmentation, size: tuple[int, int]) -> str | None:
+    """What is wrong with a ground-truth segmentation of an image of `size` (height, width):
+    polygons (pycocotools reads a 4-number "polygon" as a box and fails on fewer) or an RLE."""
+    if isinstance(segmentation, dict):
+        return rle_problem(segmentation, size)
+    if not isinstance(segmentation, list):
+        return "segmentation is neither a list of polygons nor an RLE object"
+    if not segmentation:
+        return "segmentation is an empty list (no polygon)"
+    for k, polygon in enumerate(segmentation, start=1):
+        try:  # what pycocotools' frPoly takes: np.array(polygon, dtype=np.double)
+            xy = np.asarray(polygon if isinstance(polygon, list) else None, dtype=np.float64)
+        except (TypeError, ValueError):
+            xy = None
+        if xy is None or xy.ndim != 1 or not np.isfinite(xy).all():
+            return f"polygon {k} is not a list of numbers"
+        if len(polygon) < 6 or len(polygon) % 2:
+            return f"polygon {k} has {len(polygon)} numbers (needs x, y pairs of 3 or more points)"
     return None
+
+
+def rle_problem(rle: dict, size: tuple[int, int], compressed=False, check_runs=True) -> str | None:
+    """What is wrong with an RLE for an image of `size` (height, width); `compressed`: counts
+    must be a string (results). pycocotools loops forever on short counts and decodes bad
+    strings into garbage: `check_runs` (slow in Python; results are never decoded) checks that
+    the runs cover the image."""
+    rle_size, counts = rle.get("size"), rle.get("counts")
+    if not (isinstance(rle_size, list) and len(rle_size) == 2 and all(map(_is_int, rle_size))):
+        return "RLE segmentation without a [height, width] size"
+    if tuple(rle_size) != tuple(size):
+        return f"RLE size {rle_size} is not its image's [height, width] {list(size)}"
+    if isinstance(counts, str):
+        runs = _string_counts(counts) if check_runs else None
+        if check_runs and runs is None:
+            return "RLE counts string is malformed"
+    elif isinstance(counts, list) and not compressed:
+        if not all(_is_int(c) and c >= 0 for c in counts):
+            return "RLE counts are not non-negative integers"
+        runs = counts
+    else:
+        return "RLE counts must be a string" + ("" if compressed else " or a list of integers")
+    if runs is not None and sum(runs) != size[0] * size[1]:
+        return f"RLE counts add up to {sum(runs)}, not height x width = {size[0] * size[1]}"
+    return None
+
+
+def _string_counts(counts: str) -> list[int] | None:
+    """The run lengths of a compressed RLE string (pycocotools' rleFrString: 5 bits a char,
+    sign-extended, each run after the second stored as a difference), None if malformed."""
+    runs, value, shift = [], 0, 0
+    for char in counts:
+        c = ord(char) - 48
+        if not 0 <= c < 64:
+            return None
+        value |= (c & 0x1F) << shift
+        shift += 5
+        if c & 0x20:
+            continue
+        if c & 0x10:
+            value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        if value < 0:
+            return None
+        runs.append(value)
+        value, shift = 0, 0
+    return runs if shift == 0 else None
 
 
 def split_doc(doc: dict, image_ids: list[int]) -> dict:

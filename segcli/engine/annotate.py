@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from segcli import io, viz
 from segcli.errors import DataError
+from segcli.metrics.coco import MASK_THRESHOLD, detections_to_results
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}  # what OpenCV's bundled FFmpeg writes
 
@@ -69,26 +70,23 @@ class InstanceAnnotator:
         keep = found["scores"] >= self.threshold
         return {k: v[keep] for k, v in found.items()}
 
-    def frame(self, rgb: np.ndarray, found: dict | None = None) -> np.ndarray:
-        found = self.detect(rgb) if found is None else found
-        masks = found["masks"][:, 0] >= 0.5
-        if self.splash:
+    def picture(self, rgb: np.ndarray, found: dict, splash: bool = False) -> np.ndarray:
+        """The overlay of detections `found` on `rgb` (or their colour splash)."""
+        masks = found["masks"][:, 0] >= MASK_THRESHOLD
+        if splash:
             return viz.colour_splash(rgb, masks)
         return viz.draw_instances(
             rgb, masks, found["boxes"], found["labels"], self.names, found["scores"]
         )
 
-    def image(self, rgb: np.ndarray, out_dir: Path, stem: str) -> list[Path]:
-        from segcli.metrics.coco import detections_to_results
+    def frame(self, rgb: np.ndarray) -> np.ndarray:
+        return self.picture(rgb, self.detect(rgb), self.splash)
 
+    def image(self, rgb: np.ndarray, out_dir: Path, stem: str) -> list[Path]:
         found = self.detect(rgb)
-        masks = found["masks"][:, 0] >= 0.5
-        overlay = viz.draw_instances(
-            rgb, masks, found["boxes"], found["labels"], self.names, found["scores"]
-        )
-        viz.save_jpeg(out_dir / f"{stem}_overlay.jpg", overlay)
+        viz.save_jpeg(out_dir / f"{stem}_overlay.jpg", self.picture(rgb, found))
         if self.splash:
-            viz.save_jpeg(out_dir / f"{stem}_splash.jpg", viz.colour_splash(rgb, masks))
+            viz.save_jpeg(out_dir / f"{stem}_splash.jpg", self.picture(rgb, found, splash=True))
         self.images += 1
         for result in detections_to_results(found, self.images, self.category_ids):
             self.results.append({**result, "file_name": stem})

@@ -48,11 +48,7 @@ def evaluate_checkpoint(
     cfg = dataclasses.replace(cfg, num_classes=len(names), workers=workers)
     task = tasks.get(recipe.task)
     task_data = task.build_data(cfg, splits=("val",))
-    if len(task_data.class_names) != len(names):
-        raise DataError(
-            f"{cfg.data}: has {len(task_data.class_names)} classes but the "
-            f"checkpoint was trained on {len(names)}"
-        )
+    _check_classes(cfg.data, task_data.class_names, names)
     precision = select_precision(device, cfg.amp)
     if save_json is not None:
         result, detections = task.evaluate(model, task_data, cfg, device, precision, DistInfo())
@@ -60,6 +56,27 @@ def evaluate_checkpoint(
     else:
         result = task.validate(model, task_data, cfg, device, precision, DistInfo(), **extra)
     return result, names, task
+
+
+BACKGROUND_NAMES = {"background", "_background_", "__background__"}
+
+
+def _check_classes(data: str, found, trained) -> None:
+    """The dataset's classes are the checkpoint's: as many, with the same names where both
+    name them (generated `class_<i>` names match anything; class 0 may be spelled as any
+    background name, e.g. labelme's `_background_`)."""
+    if len(found) != len(trained):
+        raise DataError(
+            f"{data}: has {len(found)} classes but the checkpoint was trained on {len(trained)}"
+        )
+    for i, (mine, theirs) in enumerate(zip(found, trained)):
+        generated = f"class_{i}" in (mine, theirs)
+        background = i == 0 and {mine, theirs} <= BACKGROUND_NAMES
+        if mine != theirs and not generated and not background:
+            raise DataError(
+                f"{data}: class {i} is '{mine}' but the checkpoint was trained on '{theirs}' "
+                f"(its classes: {', '.join(trained)})"
+            )
 
 
 def evaluate_label_folders(

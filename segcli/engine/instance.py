@@ -27,7 +27,13 @@ from segcli.data.sources import open_source
 from segcli.engine.distributed import all_gather_objects
 from segcli.engine.semantic import TaskData
 from segcli.errors import DataError
-from segcli.metrics.coco import KINDS, STATS, detections_to_results, evaluate_results
+from segcli.metrics.coco import (
+    KINDS,
+    MASK_THRESHOLD,
+    STATS,
+    detections_to_results,
+    evaluate_results,
+)
 
 SCORE = "mask_ap"
 PLOTS = ("curves.png",)
@@ -93,7 +99,8 @@ def to_numpy(output: dict) -> dict:
 
 @torch.no_grad()
 def predict_results(model, loader, category_ids, device, precision) -> list[dict]:
-    """COCO results (masks binarised at 0.5 at full image resolution) of every loader image."""
+    """COCO results (masks binarised at MASK_THRESHOLD, 0.5, at full image resolution) of
+    every loader image."""
     model.eval()
     results = []
     for images, targets in loader:
@@ -185,7 +192,7 @@ def save_samples(
             "labels": np.array([i["label"] for i in truth], dtype=np.int64),
         }
         pred = {
-            "masks": found["masks"][keep, 0] >= 0.5,
+            "masks": found["masks"][keep, 0] >= MASK_THRESHOLD,
             "boxes": found["boxes"][keep],
             "labels": found["labels"][keep],
             "scores": found["scores"][keep],

@@ -1,14 +1,22 @@
 """COCO mask and box AP through pycocotools' COCOeval, as the COCO evaluation server computes it.
 
 Results are COCO result dicts (image_id, category_id, score, bbox xywh, segmentation RLE).
-For mask AP the `bbox` key is dropped first (as Detectron2 does): pycocotools' loadRes would
-otherwise take the box area as the mask's area and put detections in the wrong size range.
+
+Mask AP rule (Detectron2's, kept for checkpoints and for saved results files alike): the
+`bbox` key is dropped from every result before `loadRes` for the segm evaluation. pycocotools'
+loadRes keeps a result's own `bbox` and, when one is present, takes the detection's area from
+the box (w x h) instead of the mask, which moves detections between the small, medium and large
+ranges and so changes APs, APm and APl (AP, AP50 and AP75 stay the same). Without the box,
+loadRes takes the area from the mask: the numbers equal pycocotools' on a results file in
+COCO's segm format (which has no bbox), i.e. `COCOeval(gt, gt.loadRes(results without bbox),
+"segm")`. Box AP uses the boxes as they are.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +24,15 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from segcli.data.coco import coco_from_dict, encode_masks, quiet, read_coco_json
+from segcli.data.coco import (
+    coco_from_dict,
+    encode_masks,
+    is_box,
+    is_number,
+    quiet,
+    read_coco_json,
+    rle_problem,
+)
 from segcli.errors import DataError
 
 KINDS = ("mask", "box")
@@ -87,17 +103,29 @@ def _nan(value: float) -> float:
 
 def maskiou_correlation(gt: COCO, results: list[dict]) -> tuple[float, int]:
     """Pearson r between each detection's predicted MaskIoU and its actual mask IoU with the
-    best-matching ground-truth instance of its category (0 if none), and the count."""
-    predicted, actual = [], []
-    for r in results:
-        anns = gt.loadAnns(gt.getAnnIds(imgIds=r["image_id"], catIds=r["category_id"]))
+    best-matching ground-truth instance of its category (0 if none), and the count.
+
+    Detections are grouped by (image, category): the ground truth is converted once and one
+    `iou` call scores the whole group."""
+    predicted = np.array([r["mask_iou"] for r in results], dtype=np.float64)
+    actual = np.zeros(len(results))
+    groups = defaultdict(list)
+    for i, r in enumerate(results):
+        groups[r["image_id"], r["category_id"]].append(i)
+    for (image_id, category_id), members in groups.items():
+        anns = gt.loadAnns(gt.getAnnIds(imgIds=image_id, catIds=category_id))
         rles = [gt.annToRLE(a) for a in anns if not a.get("iscrowd", 0)]
-        ious = mask_utils.iou([r["segmentation"]], rles, [0] * len(rles)) if rles else [0.0]
-        predicted.append(r["mask_iou"])
-        actual.append(float(np.max(ious)))
+        if rles:
+            masks = [results[i]["segmentation"] for i in members]
+            actual[members] = np.max(mask_utils.iou(masks, rles, [0] * len(rles)), axis=1)
     if len(predicted) < 2 or np.std(predicted) == 0 or np.std(actual) == 0:
         return float("nan"), len(predicted)
     return float(np.corrcoef(predicted, actual)[0, 1]), len(predicted)
+
+
+def has_mask_scores(results: list[dict]) -> bool:
+    """Whether the results carry Mask Scoring R-CNN's `mask_iou` (and `cls_score`)."""
+    return any("mask_iou" in r for r in results)
 
 
 def evaluate_results(gt: COCO, results: list[dict], kinds=("mask", "box")) -> dict:
@@ -106,7 +134,7 @@ def evaluate_results(gt: COCO, results: list[dict], kinds=("mask", "box")) -> di
     out = {"detections": len(results)}
     for kind in kinds:
         out |= coco_eval(gt, results, kind)
-    if results and "mask_iou" in results[0] and "mask" in kinds:
+    if "mask" in kinds and has_mask_scores(results):
         out["maskiou_pearson"], _ = maskiou_correlation(gt, results)
         plain = [{**r, "score": r["cls_score"]} for r in results]
         out["mask_ap_plain"] = coco_eval(gt, plain, "mask")["mask_ap"]
@@ -118,6 +146,10 @@ def read_results(path: Path) -> list:
         results = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise DataError(f"{path}: results file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a COCO results file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the results file ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: malformed JSON ({exc})") from None
     if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
@@ -126,22 +158,56 @@ def read_results(path: Path) -> list:
 
 
 def check_results(results: list[dict], path: Path, gt: COCO, kinds) -> None:
-    """Every result has what `kinds` needs and points at a gt image and category."""
+    """Every result has what `kinds` needs, in the form loadRes and COCOeval take, and points
+    at a gt image and category. With Mask Scoring R-CNN's `mask_iou` on any result (and mask
+    AP asked for), every result needs `mask_iou` and `cls_score`."""
     needed = ("image_id", "category_id", "score", *(RESULT_KEYS[k] for k in kinds))
-    images, categories = set(gt.getImgIds()), set(gt.getCatIds())
+    if "mask" in kinds and has_mask_scores(results):
+        needed += ("mask_iou", "cls_score")
+    sizes = {img["id"]: (img["height"], img["width"]) for img in gt.dataset["images"]}
+    categories = set(gt.getCatIds())
     for i, r in enumerate(results):
-        if any(key not in r for key in needed):
-            raise DataError(f"{path}: result {i} lacks one of {', '.join(needed)}")
-        if r["image_id"] not in images:
+        missing = [key for key in needed if key not in r]
+        if missing and set(missing) <= {"mask_iou", "cls_score"}:
             raise DataError(
-                f"{path}: result {i} has image_id {r['image_id']!r}, which is not in the "
-                "ground truth"
+                f"{path}: result {i} lacks {' and '.join(missing)}, which other results have "
+                "(Mask Scoring R-CNN's mask_iou and cls_score go on every result or none)"
             )
-        if r["category_id"] not in categories:
+        if missing:
             raise DataError(
-                f"{path}: result {i} has category_id {r['category_id']!r}, which is not in "
-                "the ground truth"
+                f"{path}: result {i} lacks {', '.join(missing)} (needs {', '.join(needed)})"
             )
+        problem = _result_problem(r, needed, sizes, categories, kinds)
+        if problem:
+            raise DataError(f"{path}: result {i} {problem}")
+
+
+def _result_problem(r: dict, needed, sizes: dict, categories: set, kinds) -> str | None:
+    """What is wrong with one result that has every `needed` key (the text after "result i")."""
+    if not _known(r["image_id"], sizes):
+        return f"has image_id {r['image_id']!r}, which is not in the ground truth"
+    if not _known(r["category_id"], categories):
+        return f"has category_id {r['category_id']!r}, which is not in the ground truth"
+    for key in ("score", "mask_iou", "cls_score"):
+        if key in needed and not is_number(r[key]):
+            return f"has {key} {r[key]!r}, which is not a number"
+    if "mask" in kinds:
+        segmentation = r["segmentation"]
+        if not isinstance(segmentation, dict):
+            return "has a polygon segmentation; results take a compressed RLE (pycocotools)"
+        problem = rle_problem(segmentation, sizes[r["image_id"]], compressed=True, check_runs=False)
+        if problem:
+            return f"has a bad segmentation: {problem}"
+    if "box" in kinds and not is_box(r["bbox"]):
+        return f"has bbox {r['bbox']!r}, which is not [x, y, width, height]"
+    return None
+
+
+def _known(value, ids) -> bool:
+    try:
+        return value in ids
+    except TypeError:  # an unhashable id (a list or an object)
+        return False
 
 
 def evaluate_files(gt_json: Path, pred_json: Path, kinds=None) -> tuple[dict, tuple[str, ...]]:
