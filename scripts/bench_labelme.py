@@ -1,7 +1,8 @@
 """Files per second of `segcli convert-labelme` on generated labelme folders.
 
-Writes N labelme JSONs (default 200; 500x375 JPEGs beside them, 12 shapes of every type, some
-grouped) into a temporary folder, then converts them with 1 worker and with all cores, with
+Writes N labelme JSONs (default 200; 500x375 JPEGs beside them, 12 shapes each covering all
+eight types: polygon, rectangle, circle, line, linestrip, point, oriented_rectangle and mask;
+some grouped) into a temporary folder, then converts them with 1 worker and with all cores, with
 and without overlays, and prints the figures side by side.
 
     python scripts/bench_labelme.py [--files 200] [--workers N]
@@ -10,6 +11,8 @@ and without overlays, and prints the figures side by side.
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import json
 import os
 import tempfile
@@ -23,13 +26,26 @@ from segcli.engine.convert import convert_labelme
 
 SIZE = (375, 500)  # height, width: a PASCAL VOC photo
 LABELS = ("person", "car", "dog", "chair", "bottle")
+KINDS = ("polygon", "rectangle", "circle", "line", "linestrip", "point", "oriented_rectangle",
+         "mask")  # fmt: skip
 
 
 def random_shape(rng: np.random.Generator, index: int) -> dict:
     h, w = SIZE
     x, y = rng.uniform(0, w - 60), rng.uniform(0, h - 60)
-    kind = ("polygon", "polygon", "rectangle", "circle", "line", "linestrip", "point")[index % 7]
-    if kind == "polygon":
+    kind = KINDS[index % len(KINDS)]
+    extra = {}
+    if kind == "mask":  # a bbox with integer corners (both inclusive) and its patch
+        size = rng.integers(10, 60, 2)
+        points = np.array([[x, y], [x + size[1] - 1, y + size[0] - 1]]).round()
+        extra = {"mask": _png_base64(rng.random(size) < 0.7)}
+    elif kind == "oriented_rectangle":
+        angle, half = rng.uniform(0, np.pi), rng.uniform(5, 30, 2)
+        u, v = np.array([np.cos(angle), np.sin(angle)]), np.array([-np.sin(angle), np.cos(angle)])
+        centre = np.array([x + 30, y + 30])
+        corners = [(1, 1), (-1, 1), (-1, -1), (1, -1)]
+        points = np.array([centre + a * half[0] * u + b * half[1] * v for a, b in corners])
+    elif kind == "polygon":
         angles = np.sort(rng.uniform(0, 2 * np.pi, 12))
         radius = rng.uniform(10, 50, 12)
         points = np.stack([x + 30 + radius * np.cos(angles), y + 30 + radius * np.sin(angles)], 1)
@@ -45,7 +61,14 @@ def random_shape(rng: np.random.Generator, index: int) -> dict:
         "group_id": int(rng.integers(3)) if index % 4 == 0 else None,
         "shape_type": kind,
         "flags": {},
+        **extra,
     }
+
+
+def _png_base64(patch: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(patch.astype(np.uint8)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def generate(folder: Path, count: int) -> None:
@@ -76,7 +99,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "labelme"
         generate(source, args.files)
-        print(f"{args.files} labelme files, {SIZE[1]}x{SIZE[0]}, 12 shapes each")
+        print(f"{args.files} labelme files, {SIZE[1]}x{SIZE[0]}, 12 shapes each (8 types)")
         print(f"{'workers':>8} {'overlays':>9} {'seconds':>8} {'files/s':>8}")
         for workers in sorted({1, args.workers}):
             for viz in (True, False):

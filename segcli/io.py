@@ -99,12 +99,17 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         f.flush()
 
 
+class TargetExists(FileExistsError):
+    """staged_folder's target appeared while the folder was being built (and not `replace`)."""
+
+
 @contextlib.contextmanager
 def staged_folder(target: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
     """Build a folder in a hidden sibling of `target`, renamed onto `target` on success.
 
     On any failure the sibling is removed and `target` is untouched. An existing `target` is
-    replaced (only with `replace`) after the new folder is complete.
+    replaced (only with `replace`) after the new folder is complete; without `replace` that is
+    TargetExists.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +118,7 @@ def staged_folder(target: str | os.PathLike, replace: bool = False) -> Iterator[
     try:
         yield staging
         if target.exists() and not replace:
-            raise FileExistsError(f"{target}: already exists")
+            raise TargetExists(f"{target}: already exists")
         _swap_in(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,62 +1,19 @@
-"""convert-labelme on generated labelme folders: instances, classes, images, every bad input,
-the safety rules (no partial output, --overwrite), and training on the result."""
+"""convert-labelme on generated labelme folders: instances, classes, images, splits, and
+training on the result (bad input and faults: test_labelme_errors.py)."""
 
 import base64
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from labelme_files import H, W, coco, convert, labelme_file, ok, png, shape, square
 from PIL import Image
 
-from segcli.data.labelme.parse import Shape
-from segcli.data.labelme.rasterise import paste_patch
+from segcli.data.labelme.parse import Shape, patch_extent
+from segcli.data.labelme.rasterise import MAX_RADIUS, extent_problem, paste_patch
 
 from conftest import TINY_FCN, run_segcli
-
-H, W = 40, 56
-
-
-def shape(label, points, kind="polygon", group_id=None, **extra):
-    return {"label": label, "points": points, "group_id": group_id, "shape_type": kind,
-            "flags": {}, **extra}  # fmt: skip
-
-
-def square(label, x, y, size=10, group_id=None):
-    return shape(label, [[x, y], [x + size, y], [x + size, y + size], [x, y + size]],
-                 group_id=group_id)  # fmt: skip
-
-
-def labelme_file(folder: Path, stem: str, shapes: list, image_path=None, size=(H, W), **record):
-    """A JPEG and its labelme JSON (imageHeight/Width = size unless given)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    image_path = image_path or f"{stem}.jpg"
-    target = folder / image_path.replace("\\", "/")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(len(stem) + len(shapes))
-    Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(target)
-    body = {"version": "5.7.0", "flags": {}, "shapes": shapes, "imagePath": image_path,
-            "imageData": None, "imageHeight": size[0], "imageWidth": size[1], **record}  # fmt: skip
-    (folder / f"{stem}.json").write_text(json.dumps(body))
-    return folder / f"{stem}.json"
-
-
-def convert(cli, folder, *flags, out="out"):
-    return cli("convert-labelme", folder, "--out", out, "--workers", "0", "--noviz", *flags)
-
-
-def ok(result):
-    assert result.exit_code == 0, result.output + result.stderr
-    return result
-
-
-def png(path) -> np.ndarray:
-    return np.asarray(Image.open(path))
-
-
-def coco(out: Path) -> dict:
-    return json.loads((out / "annotations.json").read_text())
 
 
 def test_group_ids_merge_and_instance_ids_follow_labelme(cli, in_tmp):
@@ -154,6 +111,18 @@ def test_mask_patch_integer_bounds_crop_and_clip():
     shape_ = Shape(0, "m", "mask", ((-1.0, 2.0), (1.0, 4.0)), None, patch)
     mask = paste_patch(shape_, 10, 10)  # extent 3 x 3 from the bounds, 1 column off-image
     assert mask.sum() == 6 and mask[2:5, 0:2].all()
+    assert patch_extent(shape_.points, patch.shape) == (3, 3)
+    assert patch_extent(((-0.5, 2.0), (1.0, 4.0)), patch.shape) == (5, 5)  # the patch's own
+
+
+def test_circle_radius_is_capped_whatever_the_image_size():
+    def circle(rim):
+        return Shape(0, "c", "circle", ((10.0, 10.0), rim), None)
+
+    assert extent_problem(circle((10.0, 200.0)), H, W) is None  # partly outside: fine
+    assert "radius 290" in extent_problem(circle((10.0, 300.0)), H, W)  # > 4 diagonals
+    huge = circle((10.0, MAX_RADIUS + 20.0))  # Pillow's ellipse never returns from ~670,000
+    assert "radius" in extent_problem(huge, 100_000, 100_000)
 
 
 def test_exif_orientation_is_applied_and_checked(cli, in_tmp):
@@ -186,103 +155,6 @@ def test_backslash_image_path_and_embedded_image(cli, in_tmp):
     ok(convert(cli, "lm"))
     for stem in ("a", "b"):
         assert png(f"out/SegmentationClass/{stem}.png")[5, 5] == 1
-
-
-def bad_json(folder):
-    labelme_file(folder, "bad", [])
-    (folder / "bad.json").write_text('{"shapes": [')
-
-
-def bad_type(folder):
-    labelme_file(folder, "bad", [shape("cat", [[1, 1], [5, 5]], "cuboid")])
-
-
-def two_point_polygon(folder):
-    labelme_file(folder, "bad", [shape("cat", [[1, 1], [5, 5]])])
-
-
-def missing_image(folder):
-    labelme_file(folder, "bad", [square("cat", 1, 1)])
-    (folder / "bad.jpg").unlink()
-
-
-def unknown_label(folder):
-    labelme_file(folder, "bad", [square("horse", 1, 1)])
-
-
-def wrong_size(folder):
-    labelme_file(folder, "bad", [square("cat", 1, 1)], imageHeight=H + 1)
-
-
-@pytest.mark.parametrize(
-    "make, message",
-    [
-        (bad_json, "malformed JSON"),
-        (bad_type, "unsupported shape type 'cuboid'"),
-        (two_point_polygon, "polygon with 2 points (needs at least 3)"),
-        (missing_image, "image not found"),
-        (unknown_label, "label 'horse' is not in labels.txt"),
-        (wrong_size, "the image is 56x40 but the JSON says imageWidth x imageHeight = 56x41"),
-    ],
-)
-def test_bad_input_is_one_line_and_leaves_nothing(cli, in_tmp, make, message):
-    labelme_file(in_tmp / "lm", "good", [square("cat", 1, 1)])
-    make(in_tmp / "lm")
-    (in_tmp / "labels.txt").write_text("cat\n")
-    result = convert(cli, "lm", "--labels", "labels.txt")
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert str(in_tmp / "lm" / "bad.json") in lines[0] and message in lines[0]
-    assert sorted(p.name for p in in_tmp.iterdir()) == ["labels.txt", "lm"]
-
-
-def test_skip_invalid_converts_the_rest_and_reports(cli, in_tmp):
-    labelme_file(in_tmp / "lm", "good", [square("cat", 1, 1)])
-    labelme_file(in_tmp / "lm", "half", [shape("cat", [[1, 1]]), square("cat", 20, 1)])
-    bad_json(in_tmp / "lm")
-    result = ok(convert(cli, "lm", "--skip-invalid"))
-    assert "skipped: 1 file(s), 1 shape(s)" in result.output
-    assert "malformed JSON" in result.output and "polygon with 1 points" in result.output
-    assert sorted(p.name for p in (in_tmp / "out" / "JPEGImages").iterdir()) == [
-        "good.jpg",
-        "half.jpg",
-    ]
-    assert png("out/SegmentationClass/half.png")[5, 25] == 1
-
-
-def test_existing_output_needs_overwrite_and_survives_a_failure(cli, in_tmp):
-    labelme_file(in_tmp / "lm", "a", [square("cat", 1, 1)])
-    (in_tmp / "out").mkdir()
-    (in_tmp / "out" / "keep.txt").write_text("old")
-    result = convert(cli, "lm")
-    assert result.exit_code == 2 and "already exists; pass --overwrite" in result.stderr
-    unknown_label(in_tmp / "lm")
-    (in_tmp / "labels.txt").write_text("cat\n")
-    assert convert(cli, "lm", "--labels", "labels.txt", "--overwrite").exit_code == 2
-    assert (in_tmp / "out" / "keep.txt").read_text() == "old"
-    ok(convert(cli, "lm", "--overwrite"))
-    assert not (in_tmp / "out" / "keep.txt").exists()
-    assert (in_tmp / "out" / "SegmentationClass" / "bad.png").is_file()
-    assert sorted(p.name for p in in_tmp.iterdir()) == ["labels.txt", "lm", "out"]
-
-
-def test_failure_while_writing_leaves_no_output(cli, in_tmp, monkeypatch):
-    from segcli.data.labelme import worker
-    from segcli.engine import convert as engine
-    from segcli.errors import DataError
-
-    for i in range(3):
-        labelme_file(in_tmp / "lm", f"f{i}", [square("cat", 1, 1)])
-
-    def fail_on_last(job):
-        if job.path.stem == "f2":
-            raise DataError(f"{job.path}: disk full")
-        return worker.convert_file(job)
-
-    monkeypatch.setattr(engine, "convert_file", fail_on_last)
-    assert convert(cli, "lm").exit_code == 2
-    assert sorted(p.name for p in in_tmp.iterdir()) == ["lm"]
 
 
 def test_split_is_deterministic_and_workers_change_nothing(cli, in_tmp):

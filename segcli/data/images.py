@@ -22,8 +22,16 @@ def read_image(path: str | Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise DataError(f"{path}: image not found") from None
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: {_too_large(exc)}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: cannot decode image ({exc.__class__.__name__})") from None
+
+
+def _too_large(exc: Exception) -> str:
+    """Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS (a decompression bomb guard)."""
+    detail = str(exc).split(",")[0]  # "Image size (N pixels) exceeds limit of M pixels"
+    return f"image too large to decode ({detail})"
 
 
 def exif_rotation(path: str | Path) -> int | None:
@@ -54,6 +62,8 @@ def read_mask(path: str | Path) -> np.ndarray:
             array = np.asarray(im)
     except FileNotFoundError:
         raise DataError(f"{path}: mask not found") from None
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: {_too_large(exc)}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: cannot decode mask ({exc.__class__.__name__})") from None
     if array.dtype == bool:

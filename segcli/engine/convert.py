@@ -2,7 +2,7 @@
 
 Two passes over the files, both on all cores: check (parse, decode, verify; nothing written)
 and write (paint, save into a staging folder). The staging folder is renamed onto the output
-only when complete, so a failure leaves no partial output.
+only when complete, so a failure, Ctrl-C or SIGTERM leaves no partial output.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from rich.console import Console
@@ -41,19 +43,25 @@ def convert_labelme(
     workers: int | None = None,
     console: Console | None = None,
 ) -> dict:
-    """Convert every `folder/*.json`; returns the summary (also printed as a table)."""
+    """Convert every `folder/*.json` (hidden files excluded, as labelme's glob does); returns
+    the summary (also printed as a table)."""
     console = console or Console()
     start = time.perf_counter()
     folder, out = output_paths(folder, out, overwrite)
     labels = Path(labels) if labels else None
     if not 0 <= val_fraction < 1:
         raise ConfigError(f"--val-fraction {val_fraction}: must be in [0, 1)")
-    files = sorted(folder.glob("*.json"))
+    files = sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
     if not files:
         raise DataError(f"{folder}: no labelme .json files in this folder")
     given = read_labels_file(labels) if labels else None
-    with _pool(_worker_count(workers, len(files))) as pool:
+    problem = _write_problem(out)
+    if problem:
+        raise DataError(problem)
+    with _sigterm_exits(), _pool(_worker_count(workers, len(files))) as pool:
         checks = _run(pool, check_file, files, console, "checking")
+        if overwrite and out.exists():
+            _refuse_sources_inside(out, checks)
         plan = make_plan(checks, given, labels.name if labels else "the labels")
         _print_notes(console, plan.notes)
         if plan.problems and not skip_invalid:
@@ -81,11 +89,53 @@ def _write(
             images = [(r.stem, r.height, r.width, r.annotations) for r in results]
             coco = coco_document(images, plan.classes.names)
             write_folder_files(staging, plan.classes.names, coco, train, val)
-    except FileExistsError:  # another process made it meanwhile
+    except io.TargetExists:  # another process made it meanwhile
         raise ConfigError(
             f"{out}: appeared while converting; pass --overwrite to replace it"
         ) from None
+    except OSError as exc:  # a full disk, a read-only or vanished folder
+        raise DataError(f"{out}: cannot write ({exc.strerror or exc})") from None
     return results, coco
+
+
+@contextlib.contextmanager
+def _sigterm_exits():
+    """SIGTERM (`kill`, a scheduler's time limit) raises SystemExit(143) in the main thread, so
+    the pool stops and the staging folder is removed as on Ctrl-C; the old handler comes back
+    afterwards. Python handlers can only be set from the main thread: elsewhere, no change."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _write_problem(out: Path) -> str | None:
+    """Why the output folder cannot be made (checked before the slow check pass), or None."""
+    parent = out.parent
+    while not parent.exists():  # the folders still to create: their first existing ancestor
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"--out {out}: {parent} is not a folder"
+    return io.check_writable(parent)
+
+
+def _refuse_sources_inside(out: Path, checks) -> None:
+    """--overwrite deletes `out`: never when it holds an image the labelme files use."""
+    for check in checks:
+        if check.image_path and check.image_path.resolve().is_relative_to(out):
+            raise ConfigError(
+                f"--out {out}: holds {check.image_path}, an image of {check.path.name}; "
+                "--overwrite would delete it"
+            )
 
 
 def _print_notes(console: Console, notes: list[str]) -> None:
@@ -151,7 +201,13 @@ def _pool(workers: int):
 def _run(pool, function, items: list, console: Console, what: str) -> list:
     """`function` over `items`, results in order, with a progress bar. On a failure the
     pending items are cancelled and the running ones awaited, so no worker is still writing
-    into the staging folder when it is removed."""
+    into the staging folder when it is removed.
+
+    The pool's own shutdown does both: futures cancelled from here are only marked done by
+    the pool's thread, and when workers die meanwhile (a SIGTERM sent to the whole process
+    group) that thread gives up (Python 3.11 even fails on a cancelled one), so waiting on
+    them would never return.
+    """
     with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(what, total=len(items))
         if pool is None:
@@ -160,9 +216,7 @@ def _run(pool, function, items: list, console: Console, what: str) -> list:
         try:
             return [_advance(bar, task, future.result()) for future in futures]
         except BaseException:
-            for future in futures:
-                future.cancel()
-            wait(futures)
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 

@@ -52,9 +52,10 @@ def suffix_stem(label: str) -> str | None:
 
 
 def read_labels_file(path: Path) -> Classes:
-    """labelme's labels.txt (`__ignore__`, `_background_`, classes) or one class per line."""
+    """labelme's labels.txt (`__ignore__`, `_background_`, classes) or one class per line;
+    a UTF-8 byte-order mark (Notepad writes one) is not part of the first name."""
     try:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the labels file ({exc.strerror or exc})") from None
     while lines and not lines[-1]:

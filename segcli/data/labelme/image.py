@@ -23,6 +23,7 @@ class LabelmeImage:
     rgb: np.ndarray  # [H, W, 3] uint8 in the frame labelme shows (EXIF orientation applied)
     data: bytes  # the encoded source image
     orientation: int | None  # the EXIF orientation tag that was applied (2..8), else None
+    path: Path | None = None  # the image file read; None for embedded imageData
 
     @property
     def upright_jpeg(self) -> bool:
@@ -35,21 +36,24 @@ class LabelmeImage:
 
 def load_image(json_path: Path, record: dict) -> LabelmeImage:
     """Decode the labelme file's image and check it against imageHeight / imageWidth."""
-    data, source = _image_bytes(json_path, record)
+    data, path = _image_bytes(json_path, record)
+    source = str(path) if path else "embedded imageData"
+    buffer = io.BytesIO(data)
     try:
-        rgb = read_image(io.BytesIO(data))
-    except DataError:
-        raise DataError(f"{json_path}: cannot decode the image ({source})") from None
-    image = LabelmeImage(rgb, data, exif_rotation(io.BytesIO(data)))
+        rgb = read_image(buffer)
+    except DataError as exc:  # "cannot decode image (...)" or "image too large ..."
+        detail = str(exc).removeprefix(f"{buffer}: ")
+        raise DataError(f"{json_path}: {source}: {detail}") from None
+    image = LabelmeImage(rgb, data, exif_rotation(io.BytesIO(data)), path)
     _check_size(json_path, record, image)
     return image
 
 
-def _image_bytes(json_path: Path, record: dict) -> tuple[bytes, str]:
+def _image_bytes(json_path: Path, record: dict) -> tuple[bytes, Path | None]:
     embedded = record.get("imageData")
     if embedded is not None:  # labelme then never looks at imagePath
         try:
-            return base64.b64decode(embedded), "embedded imageData"
+            return base64.b64decode(embedded), None
         except (binascii.Error, TypeError, ValueError):
             raise DataError(f"{json_path}: imageData is not base64 image data") from None
     image_path = record.get("imagePath")
@@ -58,7 +62,7 @@ def _image_bytes(json_path: Path, record: dict) -> tuple[bytes, str]:
     # Annotations made on Windows keep backslashes; labelme reads them with PureWindowsPath.
     path = json_path.parent / PureWindowsPath(image_path).as_posix()
     try:
-        return path.read_bytes(), str(path)
+        return path.read_bytes(), path
     except FileNotFoundError:
         raise DataError(
             f"{json_path}: image not found: {path} (imagePath {image_path!r})"

@@ -108,7 +108,10 @@ def parse_shape(index: int, raw) -> Shape:
 def _points(raw, shape_type: str) -> tuple[tuple[float, float], ...]:
     if not isinstance(raw, list) or not all(_is_xy(p) for p in raw):
         raise ShapeError("points must be a list of [x, y] numbers")
-    points = tuple((float(p[0]), float(p[1])) for p in raw)
+    try:
+        points = tuple((float(p[0]), float(p[1])) for p in raw)
+    except OverflowError:  # an integer of hundreds of digits
+        raise ShapeError("points hold a number too large for a coordinate") from None
     if not all(math.isfinite(v) for p in points for v in p):
         raise ShapeError("points hold NaN or infinity")
     exact, least = POINT_COUNTS.get(shape_type), MIN_POINTS.get(shape_type)
@@ -138,16 +141,29 @@ def decode_patch(text, corners: tuple[tuple[float, float], ...]) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(base64.b64decode(text))) as image:
             patch = np.asarray(image)
+    except Image.DecompressionBombError:
+        raise ShapeError("the 'mask' patch is too large to decode") from None
     except (binascii.Error, ValueError, UnidentifiedImageError, OSError):
         raise ShapeError("the 'mask' field is not a base64-encoded image") from None
     if patch.ndim != 2 or patch.size == 0:
         raise ShapeError(f"the 'mask' patch is not a single-channel image (shape {patch.shape})")
-    (x1, y1), (x2, y2) = corners
-    if all(v.is_integer() for v in (x1, y1, x2, y2)):
-        need_h, need_w = int(y2 - y1) + 1, int(x2 - x1) + 1
-        if patch.shape[0] < need_h or patch.shape[1] < need_w:
-            raise ShapeError(
-                f"the 'mask' patch is {patch.shape[1]}x{patch.shape[0]} but its box "
-                f"{[x1, y1]}-{[x2, y2]} is {need_w}x{need_h}"
-            )
+    need_h, need_w = patch_extent(corners, patch.shape)
+    if patch.shape[0] < need_h or patch.shape[1] < need_w:
+        (x1, y1), (x2, y2) = corners
+        raise ShapeError(
+            f"the 'mask' patch is {patch.shape[1]}x{patch.shape[0]} but its box "
+            f"{[x1, y1]}-{[x2, y2]} is {need_w}x{need_h}"
+        )
     return patch.astype(bool)
+
+
+def patch_extent(
+    corners: tuple[tuple[float, float], ...], patch_shape: tuple[int, ...]
+) -> tuple[int, int]:
+    """(height, width) of the image area a mask patch covers (labelme v7.1.0): with whole-number
+    corners the bbox, both ends inclusive (a larger patch is cropped to it); with any fractional
+    corner the patch's own size, since two independently rounded corners could resize it."""
+    (x1, y1), (x2, y2) = corners
+    if all(float(v).is_integer() for v in (x1, y1, x2, y2)):
+        return int(y2 - y1) + 1, int(x2 - x1) + 1
+    return patch_shape[0], patch_shape[1]

@@ -68,11 +68,13 @@ def make_plan(checks: Sequence[FileCheck], classes: Classes | None, labels_name:
             else:
                 keys.append(instance_key(label, group_id, index, classes))
         count = max(instance_ids(keys), default=0)
-        if count > MAX_INSTANCES:
+        too_many = count > MAX_INSTANCES  # the file is left out; its bad shapes still listed
+        if too_many:
             reason = f"{count} instances; a uint8 object PNG holds at most {MAX_INSTANCES}"
             plan.problems.append(Problem(check.path, reason))
-            continue
         plan.problems += sorted(problems, key=lambda p: p.shape)
+        if too_many:
+            continue
         plan.files.append((check.path, frozenset(p.shape for p in problems)))
         if check.orientation:
             plan.notes.append(

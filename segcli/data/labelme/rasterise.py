@@ -12,10 +12,33 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from segcli.data.labelme.parse import MASK, Shape
+from segcli.data.labelme.parse import MASK, Shape, patch_extent
 
 LINE_WIDTH = 10  # labelme shape_to_mask default; its converters never change it
 POINT_RADIUS = 5  # same: a point is a disc in an 11 px box
+# A shape reaching further than FAR image diagonals outside the image is a typo or a unit
+# mix-up, not an annotation. Pillow's ellipse overflows and never returns from a radius of
+# about 670,000 px, so a circle is also capped at MAX_RADIUS whatever the image size.
+FAR = 4
+MAX_RADIUS = 2**18
+
+
+def extent_problem(shape: Shape, height: int, width: int) -> str | None:
+    """Why `shape` lies absurdly far outside a height x width image, or None if it does not."""
+    margin = FAR * math.hypot(height, width)
+    for x, y in shape.points:
+        if not (-margin <= x <= width + margin and -margin <= y <= height + margin):
+            return f"point [{x:g}, {y:g}] lies far outside the {width}x{height} image"
+    if shape.shape_type == "circle":
+        radius = circle_radius(shape)
+        if radius > min(margin, MAX_RADIUS):
+            return f"circle radius {radius:g} px is far larger than the {width}x{height} image"
+    return None
+
+
+def circle_radius(shape: Shape) -> float:
+    (cx, cy), (px, py) = shape.points  # the centre, a point on the rim
+    return math.hypot(cx - px, cy - py)
 
 
 def shape_mask(shape: Shape, height: int, width: int) -> np.ndarray:
@@ -26,9 +49,8 @@ def shape_mask(shape: Shape, height: int, width: int) -> np.ndarray:
     draw = ImageDraw.Draw(canvas)
     xy = list(shape.points)
     kind = shape.shape_type
-    if kind == "circle":  # points: centre, a point on the rim
-        (cx, cy), (px, py) = xy
-        r = math.hypot(cx - px, cy - py)
+    if kind == "circle":
+        (cx, cy), r = xy[0], circle_radius(shape)
         draw.ellipse(((cx - r, cy - r), (cx + r, cy + r)), outline=1, fill=1)
     elif kind == "rectangle":  # corners sorted first (labelme >= 6.0), both inclusive
         (x0, y0), (x1, y1) = xy
@@ -53,12 +75,8 @@ def paste_patch(shape: Shape, height: int, width: int) -> np.ndarray:
     fractional bounds use the patch's own size, so two independently rounded corners cannot
     resize it. numpy rounds half to even, as labelme does.
     """
-    corners = np.asarray(shape.points)
-    (x1, y1), (x2, y2) = corners.round().astype(int)
-    if np.array_equal(corners, np.trunc(corners)):
-        extent_h, extent_w = y2 - y1 + 1, x2 - x1 + 1
-    else:
-        extent_h, extent_w = shape.patch.shape
+    x1, y1 = np.asarray(shape.points[0]).round().astype(int)
+    extent_h, extent_w = patch_extent(shape.points, shape.patch.shape)
     out = np.zeros((height, width), bool)
     top, bottom = max(y1, 0), min(y1 + extent_h, height)
     left, right = max(x1, 0), min(x1 + extent_w, width)

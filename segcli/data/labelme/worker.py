@@ -17,6 +17,7 @@ from segcli.data.labelme.coco import instance_annotations
 from segcli.data.labelme.image import load_image
 from segcli.data.labelme.paint import paint
 from segcli.data.labelme.parse import ShapeProblem, read_labelme
+from segcli.data.labelme.rasterise import extent_problem
 from segcli.data.labelme.writers import write_image_files
 from segcli.errors import DataError
 
@@ -37,6 +38,7 @@ class FileCheck:
     shapes: tuple[tuple[int, str, int | None], ...] = ()  # (index, label, group_id), valid ones
     shape_problems: tuple[ShapeProblem, ...] = ()
     orientation: int | None = None  # EXIF orientation applied to the image
+    image_path: Path | None = None  # the image file read; None for embedded imageData
 
 
 def check_file(path: Path) -> FileCheck:
@@ -45,8 +47,15 @@ def check_file(path: Path) -> FileCheck:
         image = load_image(path, parsed.record)
     except DataError as exc:
         return FileCheck(path, str(exc).removeprefix(f"{path}: "))
-    shapes = tuple((s.index, s.label, s.group_id) for s in parsed.shapes)
-    return FileCheck(path, None, shapes, tuple(parsed.problems), image.orientation)
+    height, width = image.rgb.shape[:2]
+    shapes, problems = [], list(parsed.problems)
+    for shape in parsed.shapes:  # found here, so the write pass never draws such a shape
+        reason = extent_problem(shape, height, width)
+        if reason is None:
+            shapes.append((shape.index, shape.label, shape.group_id))
+        else:
+            problems.append(ShapeProblem(shape.index, shape.label, reason))
+    return FileCheck(path, None, tuple(shapes), tuple(problems), image.orientation, image.path)
 
 
 @dataclass(frozen=True)

@@ -55,12 +55,16 @@ def _write_overlays(
 def split_stems(
     stems: Sequence[str], val_fraction: float, seed: int
 ) -> tuple[list[str], list[str]]:
-    """A deterministic shuffle by `seed`; val gets round(fraction * n) images, at least one
-    when there are two or more (so a run can validate) and never all of them."""
+    """A deterministic shuffle by `seed`; val gets round(fraction * n) images, never all of
+    them, and at least one when the fraction is above 0 and there are two or more images (so
+    a run can validate). A fraction of 0 puts every image in train."""
     order = sorted(stems)
     random.Random(seed).shuffle(order)
     n_val = round(val_fraction * len(order))
-    n_val = min(max(n_val, 1), len(order) - 1) if len(order) >= 2 else 0
+    if val_fraction > 0 and len(order) >= 2:
+        n_val = min(max(n_val, 1), len(order) - 1)
+    else:
+        n_val = 0
     return sorted(order[n_val:]), sorted(order[:n_val])
 
 
