@@ -82,21 +82,33 @@ def draw_legend(rgb: np.ndarray, names: list[str], ids: list[int]) -> np.ndarray
 def upscale(rgb: np.ndarray, min_side: int = 256) -> np.ndarray:
     """Nearest-neighbour enlargement of small images so that a person can read them."""
     factor = -(-min_side // max(1, min(rgb.shape[:2])))
-    return rgb if factor <= 1 else cv2.resize(rgb, None, fx=factor, fy=factor,
-                                              interpolation=cv2.INTER_NEAREST)
+    return (
+        rgb
+        if factor <= 1
+        else cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
+    )
 
 
 def caption_strip(width: int, text: str, colours: list[tuple[str, int]] = ()) -> np.ndarray:
     """A dark strip [22, width, 3] with `text`, then colour boxes with class names."""
     strip = np.full((22, width, 3), 32, np.uint8)
-    cv2.putText(strip, text, (4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
-                cv2.LINE_AA)
+    cv2.putText(
+        strip, text, (4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA
+    )
     x = 8 + cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] + 8
     for name, cid in colours:
         colour = tuple(int(v) for v in VOC_COLORMAP[cid % 256])
         cv2.rectangle(strip, (x, 5), (x + 12, 17), colour, -1)
-        cv2.putText(strip, name, (x + 16, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (230, 230, 230),
-                    1, cv2.LINE_AA)
+        cv2.putText(
+            strip,
+            name,
+            (x + 16, 15),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (230, 230, 230),
+            1,
+            cv2.LINE_AA,
+        )
         x += 16 + cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0] + 10
     return strip
 
@@ -182,8 +194,9 @@ def draw_instances(
         bgr = tuple(int(v) for v in colour)
         cv2.rectangle(out, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), bgr, 1)
         text = class_names[int(labels[i])] + (f" {scores[i]:.2f}" if scores is not None else "")
-        cv2.putText(out, text, (x1, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, scale, bgr, 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            out, text, (x1, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, scale, bgr, 1, cv2.LINE_AA
+        )
     return out
 
 

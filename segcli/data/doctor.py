@@ -47,9 +47,13 @@ class Report:
         return [f for f in self.findings if f.severity == ERROR]
 
 
-def diagnose(data: str, num_classes: int | None = None, ignore_index: int = 255,
-             splits: tuple[str, ...] = ("train", "val"),
-             progress: Callable[[int, int], None] | None = None) -> Report:
+def diagnose(
+    data: str,
+    num_classes: int | None = None,
+    ignore_index: int = 255,
+    splits: tuple[str, ...] = ("train", "val"),
+    progress: Callable[[int, int], None] | None = None,
+) -> Report:
     """Check every sample of the given splits of `data` (a dataset folder)."""
     sources = {split: open_source(data, split) for split in splits}
     names = class_names_for(sources[splits[0]], num_classes, ignore_index)
@@ -66,8 +70,14 @@ def diagnose(data: str, num_classes: int | None = None, ignore_index: int = 255,
     return report
 
 
-def inspect_sample(source, index: int, num_classes: int, ignore_index: int,
-                   report: Report | None = None, binary: bool = False) -> list[Finding]:
+def inspect_sample(
+    source,
+    index: int,
+    num_classes: int,
+    ignore_index: int,
+    report: Report | None = None,
+    binary: bool = False,
+) -> list[Finding]:
     """Findings for one sample; adds its class counts to `report` when given."""
     try:
         sample = source.load(index)
@@ -81,17 +91,25 @@ def inspect_sample(source, index: int, num_classes: int, ignore_index: int,
     if problem:
         return findings or [Finding(ERROR, "size mismatch", mask_path, problem)]
     values = np.unique(mask)
-    label_checks = [("scaled ids", scaled_ids_problem(values, num_classes, ignore_index)),
-                    ("out of range", out_of_range_problem(values, num_classes, ignore_index))]
+    label_checks = [
+        ("scaled ids", scaled_ids_problem(values, num_classes, ignore_index)),
+        ("out of range", out_of_range_problem(values, num_classes, ignore_index)),
+    ]
     if not binary:
         label_checks.insert(0, ("binary 0/255 mask", binary_problem(values, ignore_index)))
     for kind, problem in label_checks:
         if problem:
             return findings + [Finding(ERROR, kind, mask_path, problem)]
     if not any(0 < v < num_classes for v in values):
-        findings.append(Finding(NOTE, "no labels", mask_path,
-                                "no pixel of any class but 0 (background) or ignore; "
-                                "check the mask, or leave the image out if that is intended"))
+        findings.append(
+            Finding(
+                NOTE,
+                "no labels",
+                mask_path,
+                "no pixel of any class but 0 (background) or ignore; "
+                "check the mask, or leave the image out if that is intended",
+            )
+        )
     if report is not None:
         labelled = mask[mask < num_classes]
         report.pixels += np.bincount(labelled.ravel(), minlength=num_classes)[:num_classes]
@@ -107,13 +125,25 @@ def _orientation_findings(sample: dict, image_shape: tuple, mask_shape: tuple) -
     turned = tag in (5, 6, 7, 8)  # these tags swap width and height
     raw_shape = (image_shape[1], image_shape[0]) if turned else image_shape[:2]
     if turned and tuple(mask_shape[:2]) == tuple(raw_shape):
-        return [Finding(ERROR, "EXIF rotation", str(path),
-                        f"EXIF orientation {tag}: the mask fits the stored pixels, but segcli "
-                        "(like labelme) shows the image rotated; rotate the mask, or re-save the "
-                        "image without the orientation tag")]
-    return [Finding(NOTE, "EXIF rotation", str(path),
-                    f"EXIF orientation {tag}: segcli applies it (as labelme does); the mask fits "
-                    "the rotated image")]
+        return [
+            Finding(
+                ERROR,
+                "EXIF rotation",
+                str(path),
+                f"EXIF orientation {tag}: the mask fits the stored pixels, but segcli "
+                "(like labelme) shows the image rotated; rotate the mask, or re-save the "
+                "image without the orientation tag",
+            )
+        ]
+    return [
+        Finding(
+            NOTE,
+            "EXIF rotation",
+            str(path),
+            f"EXIF orientation {tag}: segcli applies it (as labelme does); the mask fits "
+            "the rotated image",
+        )
+    ]
 
 
 def _kind_of(problem: str) -> str:
@@ -132,6 +162,7 @@ def preflight(source, num_classes: int, ignore_index: int, binary: bool, count: 
     for index in range(min(count, len(source))):
         for finding in inspect_sample(source, index, num_classes, ignore_index, binary=binary):
             if finding.severity == ERROR:
-                raise DataError(f"{finding.path}: {finding.detail} (segcli check --data "
-                                "<folder> lists every such file)")
-
+                raise DataError(
+                    f"{finding.path}: {finding.detail} (segcli check --data "
+                    "<folder> lists every such file)"
+                )

@@ -16,14 +16,20 @@ EXAMPLES = 3
 def run_check(data: str, num_classes: int | None, ignore_index: int, console: Console) -> Report:
     with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("checking", total=None)
-        report = diagnose(data, num_classes, ignore_index,
-                          progress=lambda done, total: bar.update(task, completed=done,
-                                                                  total=total))
+        report = diagnose(
+            data,
+            num_classes,
+            ignore_index,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     console.print(findings_table(report))
     console.print(class_table(report))
     errors = len(report.errors)
-    console.print(f"{report.images} images checked: {errors} error(s), "
-                  f"{len(report.findings) - errors} note(s)", highlight=False)
+    console.print(
+        f"{report.images} images checked: {errors} error(s), "
+        f"{len(report.findings) - errors} note(s)",
+        highlight=False,
+    )
     return report
 
 
@@ -49,6 +55,11 @@ def class_table(report: Report) -> Table:
     for column in ("id", "class", "pixels", "share", "images"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for i, name in enumerate(report.class_names):
-        table.add_row(str(i), name, f"{int(report.pixels[i]):,}",
-                      f"{100 * report.pixels[i] / total:.2f}%", str(int(report.image_counts[i])))
+        table.add_row(
+            str(i),
+            name,
+            f"{int(report.pixels[i]):,}",
+            f"{100 * report.pixels[i] / total:.2f}%",
+            str(int(report.image_counts[i])),
+        )
     return table

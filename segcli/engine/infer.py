@@ -29,8 +29,9 @@ def collect_sources(sources: list[Path]) -> list[Path]:
             videos = [p for p in source.iterdir() if is_video(p)]
             found = sorted(list_images(source) + videos)
             if not found:
-                raise DataError(f"{source}: no images or videos ({', '.join(VIDEO_CODECS)}) in "
-                                "the folder")
+                raise DataError(
+                    f"{source}: no images or videos ({', '.join(VIDEO_CODECS)}) in the folder"
+                )
             files.extend(found)
         elif source.is_file():
             files.append(source)

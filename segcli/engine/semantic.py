@@ -162,8 +162,11 @@ def save_samples(model, source, class_names, out_dir, device, count: int = 4) ->
         panels = [viz.upscale(viz.overlay(image, label)) for label in (pred, truth)]
         gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
         row = np.concatenate([panels[0], gap, panels[1]], axis=1)
-        ids = sorted(int(c) for c in np.unique(np.concatenate([pred.ravel(), truth.ravel()]))
-                     if 0 < c < len(class_names))
+        ids = sorted(
+            int(c)
+            for c in np.unique(np.concatenate([pred.ravel(), truth.ravel()]))
+            if 0 < c < len(class_names)
+        )
         legend = [(class_names[i], i) for i in ids]
         strip = viz.caption_strip(row.shape[1], "prediction | ground truth", legend)
         viz.save_jpeg(out_dir / f"{sample['name']}.jpg", np.concatenate([row, strip], axis=0))

@@ -47,12 +47,15 @@ class RunSession:
 
     def save_best(self, model, state, result: dict) -> None:
         if self.is_main:
-            self._write(self.run_dir / "best.pt", {
-                "model": checkpoint.unwrap(model).state_dict(),
-                **self.meta(),
-                "progress": {"iteration": state.iteration, "epoch": state.epoch},
-                "metrics": result,
-            })
+            self._write(
+                self.run_dir / "best.pt",
+                {
+                    "model": checkpoint.unwrap(model).state_dict(),
+                    **self.meta(),
+                    "progress": {"iteration": state.iteration, "epoch": state.epoch},
+                    "metrics": result,
+                },
+            )
 
     @staticmethod
     def _write(path: Path, payload: dict) -> None:
@@ -60,8 +63,9 @@ class RunSession:
             checkpoint.save(path, payload)
         except OSError as exc:
             kept = "the previous file is intact" if path.exists() else "nothing was written"
-            raise DataError(f"{path}: could not write the checkpoint "
-                            f"({exc.strerror or exc}); {kept}") from None
+            raise DataError(
+                f"{path}: could not write the checkpoint ({exc.strerror or exc}); {kept}"
+            ) from None
 
     def resume_command(self) -> str:
         argv = [a for a in sys.argv[1:] if not a.startswith("--resume")]

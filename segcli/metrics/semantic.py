@@ -61,8 +61,9 @@ class SegMetrics:
         """Two int32 buffers of `numel` elements, kept between updates."""
         work = self._work
         if work is None or work[0].numel() < numel or work[0].device != device:
-            work = self._work = tuple(torch.empty(numel, dtype=torch.int32, device=device)
-                                      for _ in range(2))
+            work = self._work = tuple(
+                torch.empty(numel, dtype=torch.int32, device=device) for _ in range(2)
+            )
         return work[0][:numel], work[1][:numel]
 
     def all_reduce(self, device: torch.device | str = "cpu") -> None:
