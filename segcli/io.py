@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from segcli.errors import DataError
+
 
 def _temp_beside(path: Path, suffix: str) -> tuple[int, str]:
     """A new hidden file next to `path`, with the permissions a plain open() would give
@@ -66,6 +68,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """The parsed json file at `path` (a `what`, e.g. "results file"); any failure to read or
+    parse it is one DataError line naming the file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a {what}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: malformed JSON ({exc})") from None
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +21,7 @@ from pycocotools.coco import COCO
 from segcli.data.images import read_image
 from segcli.data.shapes import ShapesDataset
 from segcli.errors import DataError
+from segcli.io import read_json
 
 LAYOUTS = (
     "a COCO root (annotations/instances_<split>*.json + image folders) or a convert-labelme "
@@ -58,16 +58,7 @@ def mask_box(mask: np.ndarray) -> list[float]:
 
 def read_coco_json(path: Path) -> dict:
     """The json at `path`, checked for what segcli and COCOeval rely on; errors name the file."""
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: annotation file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, not a COCO annotation file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the annotation file ({exc.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: malformed JSON ({exc})") from None
+    doc = read_json(path, "COCO annotation file")
     if not isinstance(doc, dict):
         raise DataError(f"{path}: expected a COCO object with images, annotations, categories")
     for key in ("images", "annotations", "categories"):

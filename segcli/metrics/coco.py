@@ -15,7 +15,6 @@ COCO's segm format (which has no bbox), i.e. `COCOeval(gt, gt.loadRes(results wi
 from __future__ import annotations
 
 import copy
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from segcli.data.coco import (
     rle_problem,
 )
 from segcli.errors import DataError
+from segcli.io import read_json
 
 KINDS = ("mask", "box")
 IOU_TYPES = {"mask": "segm", "box": "bbox"}
@@ -142,16 +142,7 @@ def evaluate_results(gt: COCO, results: list[dict], kinds=("mask", "box")) -> di
 
 
 def read_results(path: Path) -> list:
-    try:
-        results = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: results file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, not a COCO results file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the results file ({exc.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: malformed JSON ({exc})") from None
+    results = read_json(path, "COCO results file")
     if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
         raise DataError(f"{path}: expected a list of COCO results (objects)")
     return results
