@@ -458,4 +458,10 @@ def test_maskiou_correlation_and_plain_ap_known_answer():
     scores = evaluate_results(gt, results)
     # ranked by the classification score the exact mask comes last: AP drops
     assert scores["mask_ap_plain"] < scores["mask_ap"]
-    assert scores["maskiou_pearson"] == r
+    assert scores["maskiou_pearson_all"] == r
+    # shifts 0, 4 and 10 overlap the object with IoU >= 0.5 (1, 0.82, 0.6); 20 does not (0.33)
+    matched = [0, 1, 2]
+    expected = np.corrcoef([predicted[i] for i in matched], [actual[i] for i in matched])[0, 1]
+    assert scores["maskiou_matched"] == 3
+    assert math.isclose(scores["maskiou_pearson"], expected, rel_tol=1e-9)
+    assert maskiou_correlation(gt, results, min_iou=0.5) == (scores["maskiou_pearson"], 3)

@@ -150,7 +150,9 @@ def results_table(result: dict, class_names, title: str = "validation") -> Group
         lines.append("no detections: every AP is 0")
     if "maskiou_pearson" in result:
         lines.append(
-            f"MaskIoU: Pearson r {_fmt(result['maskiou_pearson'])} (predicted vs actual IoU); "
+            f"MaskIoU vs actual IoU: Pearson r {_fmt(result['maskiou_pearson'])} over the "
+            f"{result['maskiou_matched']} detections matching an object (IoU >= 0.5), "
+            f"{_fmt(result['maskiou_pearson_all'])} over all; "
             f"mask AP {_fmt(result['mask_ap'])} with the calibrated score vs "
             f"{_fmt(result['mask_ap_plain'])} with the classification score"
         )

@@ -101,13 +101,16 @@ def _nan(value: float) -> float:
     return float("nan") if value == -1 else float(value)
 
 
-def maskiou_correlation(gt: COCO, results: list[dict]) -> tuple[float, int]:
-    """Pearson r between each detection's predicted MaskIoU and its actual mask IoU with the
-    best-matching ground-truth instance of its category (0 if none), and the count.
+# Mask Scoring R-CNN, figure 2: the MaskIoU / IoU scatter is over detections that match an object
+# (IoU with the ground truth above 0.5); the head is trained on positive RoIs only (section 3.3),
+# so on a false positive its prediction says nothing.
+MATCHED_IOU = 0.5
 
-    Detections are grouped by (image, category): the ground truth is converted once and one
-    `iou` call scores the whole group."""
-    predicted = np.array([r["mask_iou"] for r in results], dtype=np.float64)
+
+def actual_mask_ious(gt: COCO, results: list[dict]) -> np.ndarray:
+    """Each detection's mask IoU [N] with the best-matching non-crowd ground-truth instance of
+    its category (0 if none). Detections are grouped by (image, category): the ground truth
+    is converted once and one `iou` call scores the whole group."""
     actual = np.zeros(len(results))
     groups = defaultdict(list)
     for i, r in enumerate(results):
@@ -118,9 +121,36 @@ def maskiou_correlation(gt: COCO, results: list[dict]) -> tuple[float, int]:
         if rles:
             masks = [results[i]["segmentation"] for i in members]
             actual[members] = np.max(mask_utils.iou(masks, rles, [0] * len(rles)), axis=1)
-    if len(predicted) < 2 or np.std(predicted) == 0 or np.std(actual) == 0:
-        return float("nan"), len(predicted)
-    return float(np.corrcoef(predicted, actual)[0, 1]), len(predicted)
+    return actual
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson r of x and y; NaN with fewer than 2 values or a constant one."""
+    if len(x) < 2 or np.std(x) == 0 or np.std(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def maskiou_correlation(gt: COCO, results: list[dict], min_iou: float = 0.0):
+    """Pearson r between predicted MaskIoU and actual mask IoU over the detections whose
+    actual IoU is >= min_iou, and their count."""
+    predicted = np.array([r["mask_iou"] for r in results], dtype=np.float64)
+    actual = actual_mask_ious(gt, results)
+    keep = actual >= min_iou
+    return pearson(predicted[keep], actual[keep]), int(keep.sum())
+
+
+def maskiou_scores(gt: COCO, results: list[dict]) -> dict:
+    """`maskiou_pearson` over matched detections (IoU >= 0.5, the paper's figure 2) with
+    their count `maskiou_matched`, and `maskiou_pearson_all` over every detection."""
+    predicted = np.array([r["mask_iou"] for r in results], dtype=np.float64)
+    actual = actual_mask_ious(gt, results)
+    matched = actual >= MATCHED_IOU
+    return {
+        "maskiou_pearson": pearson(predicted[matched], actual[matched]),
+        "maskiou_matched": int(matched.sum()),
+        "maskiou_pearson_all": pearson(predicted, actual),
+    }
 
 
 def has_mask_scores(results: list[dict]) -> bool:
@@ -129,13 +159,14 @@ def has_mask_scores(results: list[dict]) -> bool:
 
 
 def evaluate_results(gt: COCO, results: list[dict], kinds=("mask", "box")) -> dict:
-    """Mask and/or box AP; with Mask Scoring R-CNN's fields also the MaskIoU correlation and
-    the mask AP ranked by the plain classification score (`mask_ap_plain`)."""
+    """Mask and/or box AP; with Mask Scoring R-CNN's fields also the MaskIoU correlations
+    (`maskiou_scores`) and the mask AP ranked by the plain classification score
+    (`mask_ap_plain`)."""
     out = {"detections": len(results)}
     for kind in kinds:
         out |= coco_eval(gt, results, kind)
     if "mask" in kinds and has_mask_scores(results):
-        out["maskiou_pearson"], _ = maskiou_correlation(gt, results)
+        out |= maskiou_scores(gt, results)
         plain = [{**r, "score": r["cls_score"]} for r in results]
         out["mask_ap_plain"] = coco_eval(gt, plain, "mask")["mask_ap"]
     return out
