@@ -101,9 +101,9 @@ def _nan(value: float) -> float:
     return float("nan") if value == -1 else float(value)
 
 
-# Mask Scoring R-CNN, figure 2: the MaskIoU / IoU scatter is over detections that match an object
-# (IoU with the ground truth above 0.5); the head is trained on positive RoIs only (section 3.3),
-# so on a false positive its prediction says nothing.
+# Mask Scoring R-CNN section 3.3: the MaskIoU head is trained on positive RoIs only (IoU with a
+# ground truth over 0.5), so its prediction means something for detections that match an object
+# and nothing for a false positive; the correlation is reported over both populations.
 MATCHED_IOU = 0.5
 
 
@@ -141,7 +141,7 @@ def maskiou_correlation(gt: COCO, results: list[dict], min_iou: float = 0.0):
 
 
 def maskiou_scores(gt: COCO, results: list[dict]) -> dict:
-    """`maskiou_pearson` over matched detections (IoU >= 0.5, the paper's figure 2) with
+    """`maskiou_pearson` over matched detections (IoU >= 0.5, what the head is trained on) with
     their count `maskiou_matched`, and `maskiou_pearson_all` over every detection."""
     predicted = np.array([r["mask_iou"] for r in results], dtype=np.float64)
     actual = actual_mask_ious(gt, results)
