@@ -6,6 +6,7 @@ import torch
 from torchvision.ops import batched_nms, box_iou, nms
 
 from segcli.ops import fast_nms
+from segcli.ops import nms as nms_module
 
 
 def test_worked_example_a_suppressed_box_still_suppresses():
@@ -119,6 +120,22 @@ def test_degenerate_boxes_do_not_suppress():
     boxes = torch.tensor([[5, 5, 5, 5], [5, 5, 5, 5], [0, 0, 10, 10]], dtype=torch.float32)
     kept = fast_nms(boxes, torch.tensor([0.9, 0.8, 0.7]), torch.zeros(3, dtype=torch.long))
     assert kept.tolist() == nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cpu_block_loop_equals_the_gpu_batch(seed):
+    """The CPU computes the 10 upper-triangle blocks one at a time, other devices in one
+    batch: both give the same column maxima (T = 150 + seed, not a multiple of the grid)."""
+    boxes, scores, labels = random_detections(seed, n=600)
+    by_score = scores.argsort(descending=True, stable=True)
+    slots, _ = nms_module._top_k_per_class(by_score, labels, 150 + seed)
+    t = slots.shape[1]
+    n = -(-t // nms_module.GRID)
+    grid = torch.nn.functional.pad(boxes[slots], (0, 0, 0, nms_module.GRID * n - t))
+    grid = grid.view(len(slots), nms_module.GRID, n, 4)
+    looped = nms_module._column_max_by_block(grid, 0.5)
+    batched = nms_module._column_max_batched(grid, 0.5)
+    assert torch.equal(looped, batched) and (looped > 0).any() and (looped <= 0).any()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
