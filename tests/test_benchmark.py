@@ -2,9 +2,12 @@
 per-stage attribution on a hand-built profiler event tree."""
 
 import json
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from segcli.engine import stages
 from segcli.engine.benchmark import size_sets
@@ -167,3 +170,18 @@ def test_stage_attribution_moves_nms_out_of_its_stage():
         "NMS": 10,
         "mask assembly/paste": 100 - 5 - 40 - 30 - 4,
     }
+
+
+PEAK_IN_CHILD = (
+    "import torch; from segcli.engine.benchmark import peak_memory_mb; "
+    "print(peak_memory_mb(torch.device('cpu')))"
+)
+
+
+def test_cpu_peak_memory_is_the_process_own_not_its_parents():
+    """getrusage's ru_maxrss survives fork and exec: a benchmark started by a parent holding
+    2 GB would report at least that. VmHWM is the child's own peak."""
+    held = torch.ones(2 * 2**30 // 4)  # 2 GiB resident in this (parent) process
+    child = subprocess.run([sys.executable, "-c", PEAK_IN_CHILD], capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr
+    assert 0 < float(child.stdout) < 2048 and held.sum() > 0

@@ -347,10 +347,15 @@ def count_gflops(fn: Callable[[], object]) -> float:
 
 def peak_memory_mb(device: torch.device) -> float:
     """CUDA: peak allocated by torch since the last reset; CPU: the process's peak resident
-    set (Linux: KiB)."""
+    set. On Linux that is VmHWM of /proc/self/status: getrusage's ru_maxrss survives fork and
+    exec, so a benchmark started by a large parent process would report the parent's peak."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def describe_device(device: torch.device) -> str:
