@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from rich.console import Console
 
-from segcli.engine.convert import convert_labelme
+from segcli.engine.convert import convert_labelme, default_workers
 
 SIZE = (375, 500)  # height, width: a PASCAL VOC photo
 LABELS = ("person", "car", "dog", "chair", "bottle")
@@ -93,7 +93,7 @@ def generate(folder: Path, count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--workers", type=int, default=default_workers())
     args = parser.parse_args()
     quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the script
     with tempfile.TemporaryDirectory() as tmp:

@@ -72,15 +72,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def read_json(path: str | os.PathLike, what: str) -> Any:
     """The parsed json file at `path` (a `what`, e.g. "results file"); any failure to read or
-    parse it is one DataError line naming the file."""
+    parse it is one DataError line naming the file.
+
+    The bytes go to json.loads, which detects UTF-8, -16 or -32 itself (read_text would
+    decode with the locale's encoding)."""
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_bytes())
     except FileNotFoundError:
-        raise DataError(f"{path}: {what} not found") from None
+        raise DataError(f"{path}: cannot read the {what} (not found)") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, not a {what}") from None
     except OSError as exc:
-        raise DataError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+        raise DataError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: malformed JSON ({exc})") from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -77,6 +78,13 @@ def draw_legend(rgb: np.ndarray, names: list[str], ids: list[int]) -> np.ndarray
             cv2.LINE_AA,
         )
     return out
+
+
+def overlay_with_legend(rgb: np.ndarray, label: np.ndarray, names: Mapping[int, str]) -> np.ndarray:
+    """`overlay` of `label` on `rgb` with a `draw_legend` of the ids present in `label` that
+    `names` holds (leave out 0 and ignore ids to keep them off the legend), in id order."""
+    ids = [int(i) for i in np.unique(label) if int(i) in names]
+    return draw_legend(overlay(rgb, label), [names[i] for i in ids], ids)
 
 
 def upscale(rgb: np.ndarray, min_side: int = 256) -> np.ndarray:

@@ -33,8 +33,9 @@ def labelme_file(folder: Path, stem: str, shapes: list, image_path=None, size=(H
     return folder / f"{stem}.json"
 
 
-def convert(cli, folder, *flags, out="out"):
-    return cli("convert-labelme", folder, "--out", out, "--workers", "0", "--noviz", *flags)
+def convert(cli, folder, *flags, out="out", viz=False):
+    noviz = () if viz else ("--noviz",)
+    return cli("convert-labelme", folder, "--out", out, "--workers", "0", *noviz, *flags)
 
 
 def ok(result):

@@ -190,13 +190,6 @@ def test_train_fcn8s_on_the_converted_folder(cli, in_tmp):
     assert "cat" in result.output and "dog" in result.output
 
 
-def has_recipe(name: str) -> bool:
-    from segcli.recipe import list_recipes
-
-    return any(r.name == name for r in list_recipes())
-
-
-@pytest.mark.skipif(not has_recipe("mask_rcnn"), reason="no instance recipe yet")
 def test_train_mask_rcnn_on_the_converted_folder(cli, in_tmp):
     for i in range(4):
         labelme_file(in_tmp / "lm", f"f{i}", [square("cat", 2 + i, 3, 14), square("dog", 30, 20)])

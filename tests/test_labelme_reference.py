@@ -19,6 +19,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 import pytest
+from labelme_files import convert, ok, png
 from PIL import Image
 from pycocotools.coco import COCO
 
@@ -103,16 +104,6 @@ def assert_regions_agree(ours: np.ndarray, theirs: np.ndarray, names: list[str])
     return counts
 
 
-def convert(cli, folder, *flags):
-    result = cli("convert-labelme", folder, "--out", "out", "--workers", "0", *flags)
-    assert result.exit_code == 0, result.output + result.stderr
-    return result
-
-
-def read_png(path) -> np.ndarray:
-    return np.asarray(Image.open(path))
-
-
 def assert_agrees(ours: np.ndarray, theirs: np.ndarray, shapes: int) -> None:
     """Equal but for a few pixels, each on a region boundary of labelme's map."""
     assert ours.shape == theirs.shape
@@ -131,7 +122,7 @@ def shape_count(json_path) -> int:
 @pytest.mark.parametrize("example", ["semantic_segmentation", "instance_segmentation"])
 def test_voc_masks_match_labelme2voc(cli, in_tmp, example):
     root = EXAMPLES / example
-    convert(cli, root / "data_annotated", "--labels", root / "labels.txt", "--noviz")
+    ok(convert(cli, root / "data_annotated", "--labels", root / "labels.txt"))
     theirs = root / "data_dataset_voc"
     assert (in_tmp / "out" / "class_names.txt").read_text().split("\n")[:-1] == (
         (theirs / "class_names.txt").read_text().split("\n")
@@ -142,13 +133,13 @@ def test_voc_masks_match_labelme2voc(cli, in_tmp, example):
         for kind in kinds:
             ours = Image.open(in_tmp / "out" / kind / f"{stem}.png")
             assert ours.mode == "P"
-            assert_agrees(np.asarray(ours), read_png(theirs / kind / f"{stem}.png"), shapes)
+            assert_agrees(np.asarray(ours), png(theirs / kind / f"{stem}.png"), shapes)
 
 
 @needs_examples
 def test_coco_instances_match_labelme2coco(cli, in_tmp):
     root = EXAMPLES / "instance_segmentation"
-    convert(cli, root / "data_annotated", "--labels", root / "labels.txt", "--noviz")
+    ok(convert(cli, root / "data_annotated", "--labels", root / "labels.txt"))
     ours = COCO(str(in_tmp / "out" / "annotations.json"))
     theirs = COCO(str(root / "data_dataset_coco" / "annotations.json"))
     assert [c["id"] for c in ours.dataset["categories"]] == list(range(1, 21))
@@ -178,13 +169,13 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 @needs_examples
 def test_tutorial_embedded_image_wrong_path_sorted_classes(cli, in_tmp):
     root = EXAMPLES / "tutorial"
-    convert(cli, root)  # imagePath names the JSON itself: only imageData can be used
+    ok(convert(cli, root, viz=True))  # imagePath names the JSON itself: only imageData can be used
     out = in_tmp / "out"
     expected = (root / "apc2016_obj3" / "label_names.txt").read_text().splitlines()
     assert (out / "class_names.txt").read_text().splitlines() == expected
     assert_agrees(
-        read_png(out / "SegmentationClass" / "apc2016_obj3.png"),
-        read_png(root / "apc2016_obj3" / "label.png"),
+        png(out / "SegmentationClass" / "apc2016_obj3.png"),
+        png(root / "apc2016_obj3" / "label.png"),
         shape_count(root / "apc2016_obj3.json"),
     )
     # The embedded bytes are an upright JPEG: copied, not re-encoded.
@@ -196,12 +187,12 @@ def test_tutorial_embedded_image_wrong_path_sorted_classes(cli, in_tmp):
 
 @needs_examples
 def test_every_primitive_shape_type(cli, in_tmp):
-    convert(cli, EXAMPLES / "primitives", "--noviz")
+    ok(convert(cli, EXAMPLES / "primitives"))
     out = in_tmp / "out"
     names = (out / "class_names.txt").read_text().splitlines()
     assert names == ["_background_", "circle", "line", "line_strip", "octagon", "point",
                      "polygon", "rectangle"]  # fmt: skip
-    cls = read_png(out / "SegmentationClass" / "primitives.png")
+    cls = png(out / "SegmentationClass" / "primitives.png")
     assert cls.shape == (450, 560)
 
     def region(name):
@@ -237,11 +228,11 @@ def test_every_primitive_shape_type(cli, in_tmp):
 
 @needs_examples
 def test_classification_files_without_shapes(cli, in_tmp):
-    convert(cli, EXAMPLES / "classification" / "data_annotated", "--noviz")
+    ok(convert(cli, EXAMPLES / "classification" / "data_annotated"))
     out = in_tmp / "out"
     assert (out / "class_names.txt").read_text() == "_background_\n"
     for stem in ("0001", "0002"):
-        assert not read_png(out / "SegmentationClass" / f"{stem}.png").any()
+        assert not png(out / "SegmentationClass" / f"{stem}.png").any()
     coco = json.loads((out / "annotations.json").read_text())
     assert len(coco["images"]) == 2 and coco["annotations"] == [] and coco["categories"] == []
     sets = out / "ImageSets" / "Segmentation"
@@ -277,8 +268,8 @@ def test_every_shape_type_matches_labelme_shape_to_mask(cli, in_tmp):
     (in_tmp / "lm").mkdir()
     Image.new("RGB", (width, height), (90, 120, 30)).save(in_tmp / "lm" / "a.png")
     (in_tmp / "lm" / "a.json").write_text(json.dumps(record))
-    convert(cli, in_tmp / "lm", "--noviz")
+    ok(convert(cli, in_tmp / "lm"))
     names = (in_tmp / "out" / "class_names.txt").read_text().splitlines()
-    ours = read_png(in_tmp / "out" / "SegmentationClass" / "a.png")
+    ours = png(in_tmp / "out" / "SegmentationClass" / "a.png")
     counts = assert_regions_agree(ours, labelme_class_map(record, names), names)
     assert all(counts[name] > 0 for name, _, _ in shapes), counts

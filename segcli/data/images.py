@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -14,18 +16,33 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 EXIF_ORIENTATION = 0x0112
 
 
+@dataclass(frozen=True)
+class DecodedImage:
+    rgb: np.ndarray  # uint8 [H, W, 3], with the EXIF orientation applied
+    orientation: int | None  # the EXIF orientation tag that was applied (2..8), else None
+    mode: str  # the source's PIL mode ("RGB", "L", "CMYK", ...)
+
+
+def decode_image(source: str | Path | IO[bytes], name: str | Path) -> DecodedImage:
+    """Open `source` (a path or a binary file object) once and decode it; errors are one
+    DataError line starting with `name`, the image as the user knows it."""
+    try:
+        with Image.open(source) as im:
+            mode = im.mode  # before decoding, as the file declares it
+            rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+            orientation = im.getexif().get(EXIF_ORIENTATION)  # the tag exif_transpose read
+    except FileNotFoundError:
+        raise DataError(f"{name}: image not found") from None
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{name}: {_too_large(exc)}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{name}: cannot decode image ({exc.__class__.__name__})") from None
+    return DecodedImage(rgb, orientation if orientation in range(2, 9) else None, mode)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """RGB uint8 [H, W, 3], with the EXIF orientation applied (as labelme shows the image)."""
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: image not found") from None
-    except Image.DecompressionBombError as exc:
-        raise DataError(f"{path}: {_too_large(exc)}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: cannot decode image ({exc.__class__.__name__})") from None
+    return decode_image(path, path).rgb
 
 
 def _too_large(exc: Exception) -> str:

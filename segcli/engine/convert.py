@@ -164,13 +164,16 @@ def _first_problem(plan: Plan) -> str:
     return f"{plan.problems[0].line()}{tail}; --skip-invalid converts the rest"
 
 
+def default_workers() -> int:
+    """The cores this process may run on (all of them where the OS cannot tell)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux; not macOS or Windows
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _worker_count(workers: int | None, files: int) -> int:
     if workers is None:
-        workers = (
-            len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else (os.cpu_count() or 1)
-        )
+        workers = default_workers()
     if workers < 0:
         raise ConfigError(f"--workers {workers}: must be 0 (in this process) or more")
     return min(workers, files)

@@ -17,17 +17,14 @@ from segcli.data.labelme.paint import Instance
 POLYGON = "polygon"
 
 
-def instance_annotations(
-    instances: Sequence[Instance], height: int, width: int
-) -> tuple[list[dict], list[str]]:
+def instance_annotations(instances: Sequence[Instance]) -> tuple[list[dict], list[str]]:
     """COCO annotations (no ids yet) of the class instances, and the labels of the instances
     left out because none of their pixels lies inside the image."""
     annotations, empty = [], []
     for instance in instances:
         if not instance.rles:  # background and __ignore__ shapes are not objects
             continue
-        rles = instance.rles
-        union = rles[0] if len(rles) == 1 else mask_utils.merge(rles, intersect=False)
+        union = mask_utils.merge(instance.rles, intersect=False)
         area = float(mask_utils.area(union))
         if area == 0:  # an empty box would break detection training
             empty.append(instance.label)
@@ -35,7 +32,7 @@ def instance_annotations(
         if all(kind == POLYGON for kind in instance.shape_types):
             segmentation = instance.polygons
         else:
-            segmentation = {"size": [height, width], "counts": union["counts"].decode("ascii")}
+            segmentation = {"size": union["size"], "counts": union["counts"].decode("ascii")}
         annotations.append(
             {
                 "category_id": instance.class_id,

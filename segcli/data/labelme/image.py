@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
 import numpy as np
-from PIL import Image
 
-from segcli.data.images import exif_rotation, read_image
+from segcli.data.images import decode_image
 from segcli.errors import DataError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -23,28 +22,24 @@ class LabelmeImage:
     rgb: np.ndarray  # [H, W, 3] uint8 in the frame labelme shows (EXIF orientation applied)
     data: bytes  # the encoded source image
     orientation: int | None  # the EXIF orientation tag that was applied (2..8), else None
+    mode: str  # the source image's PIL mode
     path: Path | None = None  # the image file read; None for embedded imageData
 
     @property
     def upright_jpeg(self) -> bool:
         """The source bytes are an RGB JPEG needing no turn: they can be copied verbatim."""
-        if self.orientation or not self.data.startswith(JPEG_MAGIC):
-            return False
-        with Image.open(io.BytesIO(self.data)) as image:
-            return image.mode == "RGB"
+        return not self.orientation and self.mode == "RGB" and self.data.startswith(JPEG_MAGIC)
 
 
 def load_image(json_path: Path, record: dict) -> LabelmeImage:
     """Decode the labelme file's image and check it against imageHeight / imageWidth."""
     data, path = _image_bytes(json_path, record)
     source = str(path) if path else "embedded imageData"
-    buffer = io.BytesIO(data)
     try:
-        rgb = read_image(buffer)
-    except DataError as exc:  # "cannot decode image (...)" or "image too large ..."
-        detail = str(exc).removeprefix(f"{buffer}: ")
-        raise DataError(f"{json_path}: {source}: {detail}") from None
-    image = LabelmeImage(rgb, data, exif_rotation(io.BytesIO(data)), path)
+        decoded = decode_image(io.BytesIO(data), source)
+    except DataError as exc:  # "<source>: cannot decode image (...)" or "... too large ..."
+        raise DataError(f"{json_path}: {exc}") from None
+    image = LabelmeImage(decoded.rgb, data, decoded.orientation, decoded.mode, path)
     _check_size(json_path, record, image)
     return image
 

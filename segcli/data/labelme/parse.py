@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from segcli.errors import DataError
+from segcli.io import read_json
 
 # Point counts per shape type (labelme examples/utils.py shape_to_mask asserts them); a mask
 # shape's two points are its bbox.
@@ -49,7 +49,6 @@ class ShapeProblem:
 
 @dataclass
 class LabelmeFile:
-    path: Path
     record: dict  # the JSON object (imagePath, imageData, imageHeight, imageWidth, ...)
     shapes: list[Shape] = field(default_factory=list)
     problems: list[ShapeProblem] = field(default_factory=list)
@@ -61,15 +60,10 @@ class ShapeError(ValueError):
 
 def read_labelme(path: Path) -> LabelmeFile:
     """Parse `path`; DataError for a file-level problem, ShapeProblem for a bad shape."""
-    try:
-        record = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: malformed JSON ({exc})") from None
+    record = read_json(path, "labelme file")
     if not isinstance(record, dict) or not isinstance(record.get("shapes"), list):
         raise DataError(f"{path}: not a labelme file (no 'shapes' list)")
-    parsed = LabelmeFile(path, record)
+    parsed = LabelmeFile(record)
     for index, raw in enumerate(record["shapes"]):
         try:
             parsed.shapes.append(parse_shape(index, raw))

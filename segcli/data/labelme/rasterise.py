@@ -17,8 +17,9 @@ from segcli.data.labelme.parse import MASK, Shape, patch_extent
 LINE_WIDTH = 10  # labelme shape_to_mask default; its converters never change it
 POINT_RADIUS = 5  # same: a point is a disc in an 11 px box
 # A shape reaching further than FAR image diagonals outside the image is a typo or a unit
-# mix-up, not an annotation. Pillow's ellipse overflows and never returns from a radius of
-# about 670,000 px, so a circle is also capped at MAX_RADIUS whatever the image size.
+# mix-up, not an annotation. Pillow's ellipse slows down without bound (0.02 s at a radius of
+# 400,000 px, 29 s at 700,000 on Pillow 13), so a circle is also capped at MAX_RADIUS whatever
+# the image size.
 FAR = 4
 MAX_RADIUS = 2**18
 

@@ -90,5 +90,5 @@ def convert_file(job: Job) -> FileResult:
     shapes = [s for s in parsed.shapes if s.index not in job.skip]
     painting = paint(shapes, job.classes, height, width)
     write_image_files(job.folder, job.path.stem, image, painting, job.classes, job.viz)
-    annotations, empty = instance_annotations(painting.instances, height, width)
+    annotations, empty = instance_annotations(painting.instances)
     return FileResult(job.path.stem, height, width, annotations, empty)

@@ -12,8 +12,6 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from segcli import io, viz
 from segcli.data.labelme.classes import IGNORE_ID, Classes
 from segcli.data.labelme.image import LabelmeImage
@@ -41,14 +39,11 @@ def write_image_files(
 def _write_overlays(
     folder: Path, stem: str, image: LabelmeImage, painting: Painting, classes: Classes
 ) -> None:
-    present = sorted({int(v) for v in np.unique(painting.classes)} - {0, IGNORE_ID})
-    shown = viz.overlay(image.rgb, painting.classes)
-    shown = viz.draw_legend(shown, [classes.names[i] for i in present], present)
+    class_names = {i: name for i, name in enumerate(classes.names) if i not in (0, IGNORE_ID)}
+    shown = viz.overlay_with_legend(image.rgb, painting.classes, class_names)
     viz.save_jpeg(folder / "SegmentationClassVisualization" / f"{stem}.jpg", shown)
-    visible = {int(v) for v in np.unique(painting.objects)} - {0}
-    objects = [i for i in painting.instances if i.id in visible]
-    shown = viz.overlay(image.rgb, painting.objects)
-    shown = viz.draw_legend(shown, [f"{i.id} {i.label}" for i in objects], [i.id for i in objects])
+    object_names = {i.id: f"{i.id} {i.label}" for i in painting.instances}
+    shown = viz.overlay_with_legend(image.rgb, painting.objects, object_names)
     viz.save_jpeg(folder / "SegmentationObjectVisualization" / f"{stem}.jpg", shown)
 
 
