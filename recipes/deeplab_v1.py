@@ -106,10 +106,6 @@ class DeepLabLargeFOV(nn.Module):
         return F.interpolate(scores, images.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def build_deeplabv1(num_classes: int, pretrained: bool = False, **options) -> DeepLabLargeFOV:
-    return DeepLabLargeFOV(num_classes, pretrained=pretrained, **options)
-
-
 # Section 5 (Training): SGD with mini-batches of 20 images, learning rate 0.001 (0.01 for the
 # final classifier layer) multiplied by 0.1 every 2000 iterations, momentum 0.9, weight decay
 # 0.0005. The authors' released LargeFOV solver and prototxt add: 6000 iterations, biases at
@@ -154,7 +150,7 @@ RECIPES = [
         name="deeplabv1",
         task="semantic",
         paper=PAPER,
-        build_model=build_deeplabv1,
+        build_model=DeepLabLargeFOV,
         defaults=TRAINING,
         options=OPTIONS,
         quick=QUICK,

@@ -54,10 +54,6 @@ class DeepLabV2(nn.Module):
         return F.interpolate(scores, images.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def build_deeplabv2(num_classes: int, pretrained: bool = False, **options) -> DeepLabV2:
-    return DeepLabV2(num_classes, pretrained=pretrained, **options)
-
-
 # Section 4.1: as DeepLab v1 (learning rate 0.001, 0.01 for the final classifier, momentum 0.9,
 # weight decay 0.0005) but with the "poly" policy (power 0.9), batch 10 and 20K iterations
 # (table 1); ResNet-101 is trained with random rescaling 0.5-1.5 (section 4.1, "Deeper
@@ -103,7 +99,7 @@ RECIPES = [
         name="deeplabv2",
         task="semantic",
         paper=PAPER,
-        build_model=build_deeplabv2,
+        build_model=DeepLabV2,
         defaults=TRAINING,
         options=OPTIONS,
         quick=QUICK,

@@ -71,10 +71,6 @@ class DeepLabV3(nn.Module):
         return F.interpolate(logits, images.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def build_deeplabv3(num_classes: int, pretrained: bool = False, **options) -> DeepLabV3:
-    return DeepLabV3(num_classes, pretrained=pretrained, **options)
-
-
 # Section 4.1 (Training protocol): "poly" learning rate (power 0.9) from 0.007, crop 513x513,
 # batch 16 so batch norm can be fine-tuned, output stride 16, 30K iterations on train_aug,
 # random scaling 0.5-2.0 and left-right flipping. SGD with momentum 0.9 and weight decay 1e-4
@@ -125,7 +121,7 @@ RECIPES = [
         name="deeplabv3",
         task="semantic",
         paper=PAPER,
-        build_model=build_deeplabv3,
+        build_model=DeepLabV3,
         defaults=TRAINING,
         options=OPTIONS,
         quick=QUICK,

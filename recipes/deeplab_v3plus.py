@@ -83,10 +83,6 @@ class DeepLabV3Plus(nn.Module):
         return F.interpolate(logits, images.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def build_deeplabv3plus(num_classes: int, pretrained: bool = False, **options) -> DeepLabV3Plus:
-    return DeepLabV3Plus(num_classes, pretrained=pretrained, **options)
-
-
 # Section 4: "the same training protocol as in [DeepLab v3]" (poly 0.9 from 0.007, crop 513,
 # batch 16 with batch norm fine-tuned, output stride 16, random scaling 0.5-2.0 and flipping).
 TRAINING = dict(V3_TRAINING)
@@ -103,7 +99,7 @@ RECIPES = [
         name="deeplabv3plus",
         task="semantic",
         paper=PAPER,
-        build_model=build_deeplabv3plus,
+        build_model=DeepLabV3Plus,
         defaults=TRAINING,
         options=OPTIONS,
         quick=QUICK,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import FeaturePyramidNetwork
@@ -26,8 +26,7 @@ from torchvision.ops import misc as misc_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from segcli.errors import ConfigError
-from segcli.nn.pretrained import load_pretrained
-from segcli.nn.resnet import RESNETS
+from segcli.nn.resnet import build_resnet
 from segcli.recipe import Recipe
 
 PAPER = "Mask R-CNN (arXiv:1703.06870)"
@@ -38,15 +37,10 @@ def resnet_fpn(name: str, pretrained: bool, channels: int = 256) -> BackboneWith
     """torchvision's ResNet-FPN (P2-P6, 256 channels unless `channels` says otherwise). With
     ImageNet weights (from the local torch cache) batch norm is frozen and the stem and layer1
     stay fixed, as in the paper's Detectron; from scratch every layer trains with batch norm."""
-    if name not in RESNETS:
-        raise ConfigError(f"setting 'backbone': expected one of {', '.join(RESNETS)}, got {name!r}")
     norm = misc_ops.FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
-    backbone = resnet_fpn_backbone(
-        backbone_name=name, weights=None, norm_layer=norm, trainable_layers=3 if pretrained else 5
-    )
-    if pretrained:
-        state = load_pretrained(RESNETS[name][1], name)
-        backbone.body.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")})
+    # As torchvision's resnet_fpn_backbone (and its own maskrcnn_resnet50_fpn) builds it.
+    net = build_resnet(name, pretrained, norm_layer=norm)
+    backbone = _resnet_fpn_extractor(net, trainable_layers=3 if pretrained else 5)
     if channels != backbone.out_channels:  # a narrower pyramid for the quick CPU profile
         widths = [block[0].in_channels for block in backbone.fpn.inner_blocks]
         backbone.fpn = FeaturePyramidNetwork(widths, channels, extra_blocks=LastLevelMaxPool())

@@ -9,11 +9,11 @@ least as fast on the CPU). `--device cuda` times the GPU instead (synchronised).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from torchvision.ops import batched_nms
 
+from segcli.engine.benchmark import time_interleaved
 from segcli.ops import fast_nms
 
 CLASSES, PER_CLASS, REPEATS, IOU = 80, 200, 30, 0.5
@@ -35,16 +35,6 @@ def make_detections(device: torch.device, seed: int = 0):
     return boxes.to(device), scores.to(device), labels.to(device)
 
 
-def timed(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -59,10 +49,8 @@ def main() -> None:
 
     kept_fast, kept_std = fast(), standard()
     assert set(kept_fast.tolist()) <= set(kept_std.tolist()), "Fast NMS must keep a subset"
-    t_fast, t_std = [], []
-    for _ in range(REPEATS):  # alternate, so load on a shared machine hits both alike
-        t_fast.append(timed(fast, device))
-        t_std.append(timed(standard, device))
+    # alternate, so load on a shared machine hits both alike (the calls above warmed both up)
+    t_fast, t_std = time_interleaved([fast, standard], 0, REPEATS, {device})
     best_fast, best_std = min(t_fast), min(t_std)
     print(
         f"{CLASSES} classes x {PER_CLASS} boxes on {device}, IoU {IOU}, "

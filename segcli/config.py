@@ -1,7 +1,8 @@
 """Training configuration: one frozen dataclass, resolved in one place.
 
 Precedence, lowest first: TrainConfig defaults < the recipe's paper defaults < the recipe's quick
-profile (built-in shapes data only) < command-line flags < `--set key=value`.
+profile (built-in shapes data only, unless resolve_config is told quick=False) < command-line
+flags < `--set key=value`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,13 +85,22 @@ _HINTS = typing.get_type_hints(TrainConfig)
 
 
 def resolve_config(
-    recipe: Recipe, flags: Mapping[str, Any] | None = None, sets: Iterable[str] = ()
+    recipe: Recipe,
+    flags: Mapping[str, Any] | None = None,
+    sets: Iterable[str] = (),
+    *,
+    quick: bool = True,
 ) -> TrainConfig:
-    """Merge the layers for `recipe`; `flags` holds command-line values (None = not given)."""
+    """Merge the layers for `recipe`; `flags` holds command-line values (None = not given).
+
+    `quick`: apply the recipe's quick profile when the data is the built-in one; False gives
+    the paper's settings whatever the data.
+    """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     overrides = parse_sets(sets, recipe)
     data = overrides.get("data", flags.get("data", BUILTIN_DATA))
-    layers = [recipe.defaults, recipe.quick if data == BUILTIN_DATA else {}, flags, overrides]
+    profile = recipe.quick if quick and data == BUILTIN_DATA else {}
+    layers = [recipe.defaults, profile, flags, overrides]
     values: dict[str, Any] = {}
     options = dict(recipe.options)
     for layer in layers:
@@ -108,9 +118,8 @@ def parse_sets(sets: Iterable[str], recipe: Recipe) -> dict[str, Any]:
     """Parse `key=value` strings; values go through ast.literal_eval, else stay strings."""
     parsed = {}
     for item in sets:
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
+        key, raw = split_setting(item)
+        if raw is None or not key:
             raise ConfigError(f"--set '{item}': expected key=value")
         if key not in FIELDS and key not in recipe.options:
             raise ConfigError(_unknown_key(key, recipe))
@@ -119,6 +128,23 @@ def parse_sets(sets: Iterable[str], recipe: Recipe) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             parsed[key] = raw.strip()
     return parsed
+
+
+def split_setting(item: str) -> tuple[str, str | None]:
+    """`key=value` -> (key, value): the key stripped, `-` read as `_` (`--set lr-steps=...`),
+    the value as written (None when there is no `=`)."""
+    key, sep, raw = item.partition("=")
+    return key.strip().replace("-", "_"), raw if sep else None
+
+
+def close_match_hint(key: str, known: Sequence[str], n: int = 3, list_known: bool = False) -> str:
+    """The end of an error message about an unknown `key`: `; did you mean a, b?` naming up to
+    `n` of `known` close to it; when none is, `; known: ...` listing them all if `list_known`,
+    else nothing."""
+    close = difflib.get_close_matches(key, known, n=n, cutoff=0.6)
+    if close:
+        return f"; did you mean {', '.join(close)}?"
+    return f"; known: {', '.join(known)}" if list_known else ""
 
 
 def parse_model_sets(sets: Iterable[str], recipe: Recipe) -> dict[str, Any]:
@@ -149,9 +175,7 @@ def config_diff(old: TrainConfig, new: TrainConfig) -> list[str]:
 
 
 def _unknown_key(key: str, recipe: Recipe) -> str:
-    known = sorted([*FIELDS, *recipe.options])
-    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    hint = close_match_hint(key, sorted([*FIELDS, *recipe.options]))
     return f"unknown setting '{key}' for recipe {recipe.name}{hint}"
 
 

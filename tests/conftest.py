@@ -42,7 +42,26 @@ TINY_YOLACT = {
     "fpn_channels": 32,
     "num_prototypes": 8,
 }
-TINY_YOLACT_FLAGS = [f"--set={k}={v!r}".replace(" ", "") for k, v in TINY_YOLACT.items()]
+# Mask R-CNN / MS R-CNN options: the quick profile's ResNet-18-FPN, narrower still.
+TINY_RCNN = {
+    "backbone": "resnet18",
+    "fpn_channels": 16,
+    "box_head_channels": 32,
+    "mask_head_channels": 16,
+}
+
+
+def settings(options: dict) -> list[str]:
+    """`key=value` strings (Python literals) of model or config options."""
+    return [f"{k}={v!r}".replace(" ", "") for k, v in options.items()]
+
+
+def set_flags(options: dict) -> list[str]:
+    """The `--set key=value` flags of `options`."""
+    return [f"--set={s}" for s in settings(options)]
+
+
+TINY_YOLACT_FLAGS = set_flags(TINY_YOLACT)
 
 
 @pytest.fixture

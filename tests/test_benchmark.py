@@ -13,7 +13,7 @@ from segcli.engine import stages
 from segcli.engine.benchmark import size_sets
 from segcli.recipe import get_recipe
 
-from conftest import TINY_YOLACT_FLAGS
+from conftest import TINY_RCNN, TINY_YOLACT_FLAGS, set_flags
 
 DESIGN_KEYS = {
     "fps",
@@ -76,20 +76,15 @@ def test_yolact_fps_with_stages_and_both_nms_side_by_side(cli, in_tmp):
         assert 0.5 * r["latency_ms_p50"] < sum(ms.values()) < 4 * r["latency_ms_p99"] + 5, r
 
 
-TINY_RCNN = [
-    "--set=backbone='resnet18'",
-    "--set=fpn_channels=16",
-    "--set=box_head_channels=32",
-    "--set=mask_head_channels=16",
-]
+RCNN_FLAGS = set_flags(TINY_RCNN)
 TINY_YOLACT_ANY_SIZE = [f for f in TINY_YOLACT_FLAGS if not f.startswith("--set=size=")]
 
 
 @pytest.mark.parametrize(
     "recipe, options, net_size",
     [
-        ("mask_rcnn", [*TINY_RCNN, "--img-size", "64"], 64),  # min_size 800 -> 64
-        ("mask_rcnn", [*TINY_RCNN, "--img-size", "64", "--set", "min_size=48"], 48),  # --set wins
+        ("mask_rcnn", [*RCNN_FLAGS, "--img-size", "64"], 64),  # min_size 800 -> 64
+        ("mask_rcnn", [*RCNN_FLAGS, "--img-size", "64", "--set", "min_size=48"], 48),  # --set wins
         ("yolact", [*TINY_YOLACT_ANY_SIZE, "--img-size", "48"], 48),  # size 550 -> 48
         ("yolact", [*TINY_YOLACT_ANY_SIZE, "--set", "size=40"], 40),  # default images: its size
     ],
@@ -106,13 +101,13 @@ def test_network_runs_at_the_img_size(cli, in_tmp, recipe, options, net_size):
 
 def test_size_options_follow_img_size_unless_set():
     mask_rcnn, yolact, fcn = (get_recipe(n) for n in ("mask_rcnn", "yolact", "fcn8s"))
-    assert size_sets(mask_rcnn, 550, set()) == ["min_size=550", "max_size=1333"]
-    assert size_sets(mask_rcnn, 2000, set()) == ["min_size=2000", "max_size=2000"]
-    assert size_sets(mask_rcnn, 550, {"max_size"}) == ["min_size=550"]
-    assert size_sets(mask_rcnn, 550, {"min_size"}) == []
-    assert size_sets(mask_rcnn, None, set()) == []
-    assert size_sets(yolact, 400, set()) == ["size=400"] and size_sets(yolact, 400, {"size"}) == []
-    assert size_sets(fcn, 400, set()) == []
+    assert size_sets(mask_rcnn, 550, set()) == {"min_size": 550, "max_size": 1333}
+    assert size_sets(mask_rcnn, 2000, set()) == {"min_size": 2000, "max_size": 2000}
+    assert size_sets(mask_rcnn, 550, {"max_size"}) == {"min_size": 550}
+    assert size_sets(mask_rcnn, 550, {"min_size"}) == {}
+    assert size_sets(mask_rcnn, None, set()) == {}
+    assert size_sets(yolact, 400, set()) == {"size": 400} and size_sets(yolact, 400, {"size"}) == {}
+    assert size_sets(fcn, 400, set()) == {}
 
 
 @pytest.mark.parametrize(
@@ -173,8 +168,7 @@ def test_stage_attribution_moves_nms_out_of_its_stage():
 
 
 PEAK_IN_CHILD = (
-    "import torch; from segcli.engine.benchmark import peak_memory_mb; "
-    "print(peak_memory_mb(torch.device('cpu')))"
+    "from segcli.engine.benchmark import process_peak_rss_mb; print(process_peak_rss_mb())"
 )
 
 

@@ -15,7 +15,7 @@ from pycocotools.cocoeval import COCOeval
 
 from segcli.data.coco import encode_masks
 from segcli.errors import DataError
-from segcli.metrics.coco import evaluate_results, maskiou_correlation
+from segcli.metrics.coco import actual_mask_ious, evaluate_results, maskiou_scores, pearson
 
 H, W = 160, 200
 # (category, x, y, w, h): small (< 32^2 px), medium and large (> 96^2 px) objects
@@ -395,21 +395,18 @@ def test_bad_results_are_one_line(cli, tmp_path, change, message):
     assert message in result.output and len(result.output.strip().splitlines()) == 1
 
 
-def slow_maskiou_correlation(gt: COCO, results: list[dict]) -> tuple[float, int]:
+def slow_actual_mask_ious(gt: COCO, results: list[dict]) -> np.ndarray:
     """The per-detection reference: one getAnnIds, annToRLE and one-row iou per result."""
-    predicted, actual = [], []
+    actual = []
     for r in results:
         anns = gt.loadAnns(gt.getAnnIds(imgIds=r["image_id"], catIds=r["category_id"]))
         rles = [gt.annToRLE(a) for a in anns if not a.get("iscrowd", 0)]
         ious = mask_utils.iou([r["segmentation"]], rles, [0] * len(rles)) if rles else [0.0]
-        predicted.append(r["mask_iou"])
         actual.append(float(np.max(ious)))
-    if len(predicted) < 2 or np.std(predicted) == 0 or np.std(actual) == 0:
-        return float("nan"), len(predicted)
-    return float(np.corrcoef(predicted, actual)[0, 1]), len(predicted)
+    return np.array(actual)
 
 
-def test_grouped_maskiou_correlation_equals_the_per_detection_one(tmp_path):
+def test_grouped_actual_mask_ious_equal_the_per_detection_ones(tmp_path):
     """Several images and categories, crowd regions, and detections of a category that the
     image lacks (actual IoU 0), in an interleaved order."""
     paths = write_dataset(tmp_path)
@@ -420,9 +417,14 @@ def test_grouped_maskiou_correlation_equals_the_per_detection_one(tmp_path):
     results += [{**r, "image_id": 4, "category_id": 3} for r in results[:3]]
     results = [{**r, "mask_iou": float(rng.random())} for r in results]
     results = [results[i] for i in rng.permutation(len(results))]
-    r, count = maskiou_correlation(gt, results)
-    assert (r, count) == slow_maskiou_correlation(gt, results) and count == len(results)
-    assert not math.isnan(r)
+    actual = actual_mask_ious(gt, results)
+    slow = slow_actual_mask_ious(gt, results)
+    assert actual.shape == (len(results),) and np.array_equal(actual, slow)
+    assert (actual == 0).any() and (actual > 0).any()  # unmatched and matched detections
+    predicted = np.array([r["mask_iou"] for r in results])
+    r = pearson(predicted, actual)
+    assert r == float(np.corrcoef(predicted, slow)[0, 1]) and not math.isnan(r)
+    assert maskiou_scores(gt, results)["maskiou_pearson_all"] == r
 
 
 def test_maskiou_correlation_and_plain_ap_known_answer():
@@ -453,9 +455,13 @@ def test_maskiou_correlation_and_plain_ap_known_answer():
             }
         )
     actual = [(40 - s) * 40 / (2 * 1600 - (40 - s) * 40) for s in shifts]
-    r, count = maskiou_correlation(gt, results)
-    assert count == 4 and math.isclose(r, np.corrcoef(predicted, actual)[0, 1], rel_tol=1e-9)
+    found = actual_mask_ious(gt, results)
+    assert np.allclose(found, actual, rtol=1e-12, atol=0)
+    r = pearson(np.array(predicted), found)
+    assert math.isclose(r, np.corrcoef(predicted, actual)[0, 1], rel_tol=1e-9)
+    before = copy.deepcopy(results)
     scores = evaluate_results(gt, results)
+    assert results == before  # scoring leaves the caller's results as they were
     # ranked by the classification score the exact mask comes last: AP drops
     assert scores["mask_ap_plain"] < scores["mask_ap"]
     assert scores["maskiou_pearson_all"] == r
@@ -464,4 +470,6 @@ def test_maskiou_correlation_and_plain_ap_known_answer():
     expected = np.corrcoef([predicted[i] for i in matched], [actual[i] for i in matched])[0, 1]
     assert scores["maskiou_matched"] == 3
     assert math.isclose(scores["maskiou_pearson"], expected, rel_tol=1e-9)
-    assert maskiou_correlation(gt, results, min_iou=0.5) == (scores["maskiou_pearson"], 3)
+    keep = found >= 0.5
+    assert int(keep.sum()) == 3 and list(np.flatnonzero(keep)) == matched
+    assert pearson(np.array(predicted)[keep], found[keep]) == scores["maskiou_pearson"]

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from segcli.cli import app
 from segcli.data.shapes import ShapesDataset
 from segcli.data.transforms import denormalize, eval_transform
+from segcli.engine.checkpoint import restore_model
 from segcli.engine.crf import crf_params, crf_predictor
 from segcli.engine.predict import build_predictor, tta_predictor
 from segcli.engine.semantic import predict_logits
@@ -105,6 +106,11 @@ def scores(cli, in_tmp, checkpoint, *args) -> dict:
     return json.loads((in_tmp / "s.json").read_text())
 
 
+def layer3_convs(model) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(dilation, stride) of the first 3x3 convolution of each of the backbone's layer3 blocks."""
+    return [(block.conv1.dilation, block.conv1.stride) for block in model.backbone.body.layer3]
+
+
 def test_cli_tta_at_scale_one_equals_plain_eval(cli, in_tmp, checkpoint):
     plain = scores(cli, in_tmp, checkpoint)
     identity = scores(cli, in_tmp, checkpoint, "--tta", "--tta-scale", "1.0", "--no-tta-flip")
@@ -113,6 +119,15 @@ def test_cli_tta_at_scale_one_equals_plain_eval(cli, in_tmp, checkpoint):
     assert 0 <= full["miou"] <= 1
     finer = scores(cli, in_tmp, checkpoint, "--set", "output_stride=8")  # v3 section 4.3
     assert 0 <= finer["miou"] <= 1
+    # eval's --set reaches the model: output stride 8 dilates layer3 instead of striding it
+    # (trained at the quick profile's 16), with the same weights
+    model, _, cfg, _, _ = restore_model(checkpoint, "cpu")
+    finer_model, _, finer_cfg, _, _ = restore_model(checkpoint, "cpu", ["output_stride=8"])
+    assert cfg.model["output_stride"] == 16 and finer_cfg.model["output_stride"] == 8
+    assert layer3_convs(model) == [((1, 1), (2, 2)), ((1, 1), (1, 1))]
+    assert layer3_convs(finer_model) == [((2, 2), (1, 1)), ((2, 2), (1, 1))]
+    weights, finer_weights = model.state_dict(), finer_model.state_dict()
+    assert all(torch.equal(weights[k], finer_weights[k]) for k in weights)
     result = cli("eval", checkpoint, "--set", "lr=0.1")
     assert result.exit_code == 2 and "only model options" in result.output
 

@@ -162,13 +162,14 @@ def test_pretrained_resnet_comes_from_the_torch_cache(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "name, options", [("deeplabv1", {"width": 0.125}), ("deeplabv2", {"backbone": "resnet18"})]
+    "name, options",
+    [("deeplabv1", {"width": 0.125}), ("deeplabv2", {"backbone": "resnet18", "width": 0.125})],
 )
 def test_final_classifier_gets_ten_times_the_learning_rate(name, options):
     recipe = get_recipe(name)
-    cfg = resolve_config(recipe, {"data": "some/folder"})  # the paper's defaults, not quick
-    assert cfg.head_lr_mult == 10
-    model = recipe.build_model(21, **{**recipe.options, **options, "width": 0.125})
+    cfg = resolve_config(recipe, quick=False)  # the paper's defaults, not the quick profile
+    assert cfg.head_lr_mult == 10 and resolve_config(recipe).head_lr_mult == 1  # quick's
+    model = recipe.build_model(21, **{**recipe.options, **options})
     groups = build_optimizer(cfg, model).param_groups
     lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
     assert set(lr_of) == {id(p) for p in model.parameters()}

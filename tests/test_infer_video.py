@@ -15,11 +15,12 @@ from segcli.engine import checkpoint
 from segcli.engine.instance import predict_instances
 from segcli.recipe import get_recipe
 
+from conftest import TINY_RCNN, settings
+
 SMALL = {
-    "mask_rcnn": ["backbone=resnet18", "fpn_channels=16", "min_size=48", "max_size=64",
-                  "box_head_channels=32", "mask_head_channels=16"],
+    "mask_rcnn": settings({**TINY_RCNN, "min_size": 48, "max_size": 64}),
     "fcn8s": ["width=0.125", "fc_channels=32"],
-}  # fmt: skip
+}
 NAMES = ("background", "square", "circle", "triangle")
 
 
@@ -27,7 +28,7 @@ def untrained_checkpoint(path, name: str):
     """A checkpoint as training writes it, of an untrained small model (infer only needs the
     recipe, config, class names and weights)."""
     recipe = get_recipe(name)
-    cfg = resolve_config(recipe, {}, [f"{s}" for s in SMALL[name]])
+    cfg = resolve_config(recipe, {}, SMALL[name])
     torch.manual_seed(0)
     model = recipe.build_model(len(NAMES), **cfg.model)
     if name == "fcn8s":  # zero-initialised scores predict background: make it see circles
@@ -87,7 +88,7 @@ def test_video_is_annotated_frame_by_frame(cli, in_tmp, recipe, suffix, flags, o
         to_expected, to_input = mean_difference(written, expected), mean_difference(written, rgb)
         assert to_expected < 0.4 * to_input, (to_expected, to_input)
         if "--splash" in flags:  # strongly coloured input outside every detection turns grey
-            found = predict_instances(annotator.model, rgb, torch.device("cpu"))
+            (found,) = predict_instances(annotator.model, [rgb], torch.device("cpu"))
             inside = (found["masks"][found["scores"] >= threshold, 0] >= 0.5).any(0)
             near = cv2.dilate(inside.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
             coloured = (np.ptp(rgb.astype(int), axis=2) > 100) & ~near
@@ -142,7 +143,7 @@ def test_splash_image_through_infer_keeps_colour_only_in_detections(cli, in_tmp)
     image[8:30, 10:40] = rng.integers(0, 255, 3)
     Image.fromarray(image).save(in_tmp / "photo.png")
     model = checkpoint.restore_model(ckpt, torch.device("cpu"))[0]
-    third = sorted(predict_instances(model, image, torch.device("cpu"))["scores"])[-3]
+    third = sorted(predict_instances(model, [image], torch.device("cpu"))[0]["scores"])[-3]
     result = cli("infer", ckpt, in_tmp / "photo.png", "--out", "out", "--splash",
                  "--score-threshold", str(third))  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -11,17 +11,22 @@ import torch
 from PIL import Image
 
 from segcli.data.coco import ShapesInstances, encode_masks, mask_box
-from segcli.data.instance import InstanceSamples, image_tensor, instance_train_transform
+from segcli.data.instance import (
+    InstanceImages,
+    InstanceSamples,
+    image_tensor,
+    instance_train_transform,
+)
 from segcli.data.sources import open_source
+from segcli.engine import checkpoint
+from segcli.engine.instance import predict_instances
 from segcli.metrics.coco import detections_to_results
 
-from conftest import run_segcli
+from conftest import TINY_RCNN, run_segcli, set_flags
 
 # A model small enough to train a step in seconds (the quick profile's layout, narrower).
-TINY_MODEL = ["--set", "backbone=resnet18", "--set", "fpn_channels=16", "--set", "min_size=48",
-              "--set", "max_size=64", "--set", "box_head_channels=32", "--set",
-              "mask_head_channels=16", "--set", "rpn_proposals_train=50", "--set",
-              "box_batch_size=16", "--set", "anchor_sizes=(16,32,64,128,256)"]  # fmt: skip
+TINY_MODEL = set_flags({**TINY_RCNN, "min_size": 48, "max_size": 64, "rpn_proposals_train": 50,
+                        "box_batch_size": 16, "anchor_sizes": (16, 32, 64, 128, 256)})  # fmt: skip
 TINY_RUN = ["--iters", "2", "--batch-size", "2", "--workers", "0", "--set", "log_every=1"]
 
 
@@ -97,6 +102,20 @@ def test_labelme_folder_reads_as_coco_for_instance_and_voc_for_semantic(tmp_path
     assert sorted(val_gt.getImgIds()) == [1, 2] and len(val_gt.getAnnIds(iscrowd=True)) == 1
     semantic = open_source(str(root), "train")
     assert semantic.load(0)["mask"].max() == 2
+
+
+def test_evaluation_images_are_the_samples_images_without_annotations(tmp_path):
+    root = write_labelme_folder(tmp_path / "converted")
+    for source in (open_source(str(root), "val", task="instance"), ShapesInstances("val", 48, 3)):
+        images = InstanceImages(source)
+        assert len(images) == len(source)
+        for index in range(len(source)):
+            sample = source.load(index)
+            image, target = images[index]
+            assert torch.equal(image, image_tensor(sample["image"]))
+            assert target == {"image_id": sample["image_id"]}
+            for instance in sample["instances"]:  # every source gives the box
+                assert instance["box"] == pytest.approx(mask_box(instance["mask"]), abs=1)
 
 
 def test_standard_coco_root_maps_category_ids_both_ways(tmp_path):
@@ -216,8 +235,17 @@ def test_train_eval_infer_on_tiny_shapes(cli, in_tmp):
     for name in ("0_overlay.jpg", "0_splash.jpg", "1_overlay.jpg", "results.json"):
         assert (in_tmp / "pred" / name).is_file(), name
     results = json.loads((in_tmp / "pred" / "results.json").read_text())
+    assert results
     assert {r["image_id"] for r in results} <= {1, 2}
     assert all(r["file_name"] in ("0", "1") and r["category_id"] in (1, 2, 3) for r in results)
+    # one batch of both images: a list of per-image detections with binary masks
+    model = checkpoint.restore_model(run / "best.pt", torch.device("cpu"))[0]
+    pictures = [ShapesInstances("val", 48, 2).load(i)["image"] for i in range(2)]
+    batch = predict_instances(model, pictures, torch.device("cpu"))
+    assert isinstance(batch, list) and len(batch) == 2
+    for found in batch:
+        assert found["masks"].dtype == bool and found["masks"].shape[1:] == (1, 48, 48)
+        assert len(found["masks"]) == len(found["scores"]) == len(found["boxes"])
 
 
 def test_two_process_validation_equals_one_process(tmp_path):

@@ -1,9 +1,10 @@
 """COCO-format instance data: the json read and checked, one split as a source, RLE helpers.
 
 An instance source has `__len__`, `name(i)`, `load(i) -> dict(image uint8 [H,W,3],
-instances [{label 1..K, mask bool [H,W], box xyxy (optional)}], name, image_id)`,
-`class_names` (background first, so K+1 names), `category_ids` (the COCO id of each label
-1..K) and `coco()` (the split's ground truth as a pycocotools COCO, crowd regions included).
+instances [{label 1..K, mask bool [H,W], box xyxy}], name, image_id)`, `load_image(i)` (the
+image alone, no annotation decoded) and `image_id(i)`, `class_names` (background first, so
+K+1 names), `category_ids` (the COCO id of each label 1..K) and `coco()` (the split's ground
+truth as a pycocotools COCO, crowd regions included).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from segcli.data.folders import read_class_names, read_split_ids, split_list
 from segcli.data.images import read_image
 from segcli.data.shapes import ShapesDataset
 from segcli.errors import DataError
@@ -161,26 +163,27 @@ def segmentation_problem(segmentation, size: tuple[int, int]) -> str | None:
     return None
 
 
-def rle_problem(rle: dict, size: tuple[int, int], compressed=False, check_runs=True) -> str | None:
-    """What is wrong with an RLE for an image of `size` (height, width); `compressed`: counts
-    must be a string (results). pycocotools loops forever on short counts and decodes bad
-    strings into garbage: `check_runs` (slow in Python; results are never decoded) checks that
-    the runs cover the image."""
+def rle_problem(rle: dict, size: tuple[int, int], result: bool = False) -> str | None:
+    """What is wrong with an RLE for an image of `size` (height, width). Ground truth
+    (`result` False): counts a string or a list, and since pycocotools loops forever on short
+    counts and decodes bad strings into garbage, the runs must cover the image (slow in
+    Python). A result: counts must be a string, its runs unchecked (results are never
+    decoded)."""
     rle_size, counts = rle.get("size"), rle.get("counts")
     if not (isinstance(rle_size, list) and len(rle_size) == 2 and all(map(_is_int, rle_size))):
         return "RLE segmentation without a [height, width] size"
     if tuple(rle_size) != tuple(size):
         return f"RLE size {rle_size} is not its image's [height, width] {list(size)}"
     if isinstance(counts, str):
-        runs = _string_counts(counts) if check_runs else None
-        if check_runs and runs is None:
+        runs = None if result else _string_counts(counts)
+        if not result and runs is None:
             return "RLE counts string is malformed"
-    elif isinstance(counts, list) and not compressed:
+    elif isinstance(counts, list) and not result:
         if not all(_is_int(c) and c >= 0 for c in counts):
             return "RLE counts are not non-negative integers"
         runs = counts
     else:
-        return "RLE counts must be a string" + ("" if compressed else " or a list of integers")
+        return "RLE counts must be a string" + ("" if result else " or a list of integers")
     if runs is not None and sum(runs) != size[0] * size[1]:
         return f"RLE counts add up to {sum(runs)}, not height x width = {size[0] * size[1]}"
     return None
@@ -249,7 +252,11 @@ class CocoSource:
     def name(self, index: int) -> str:
         return Path(self.images[index]["file_name"]).stem
 
-    def load(self, index: int) -> dict:
+    def image_id(self, index: int) -> int:
+        return self.images[index]["id"]
+
+    def load_image(self, index: int) -> np.ndarray:
+        """The image alone (RGB uint8 [H, W, 3]), checked against the size the json gives."""
         entry = self.images[index]
         path = self.image_dir / entry["file_name"]
         image = read_image(path)
@@ -258,6 +265,11 @@ class CocoSource:
                 f"{path}: image is {image.shape[1]}x{image.shape[0]} but "
                 f"{self.ann_path.name} says {entry['width']}x{entry['height']}"
             )
+        return image
+
+    def load(self, index: int) -> dict:
+        entry = self.images[index]
+        image = self.load_image(index)
         instances = []
         for ann in self._coco.imgToAnns[entry["id"]]:
             if ann.get("iscrowd", 0):  # crowd regions are COCOeval's to ignore, not objects
@@ -276,7 +288,7 @@ class CocoSource:
             "instances": instances,
             "name": self.name(index),
             "image_id": entry["id"],
-            "image_path": path,
+            "image_path": self.image_dir / entry["file_name"],
         }
 
 
@@ -289,12 +301,21 @@ def _ann_box(ann: dict, mask: np.ndarray) -> list[float]:
 
 
 class ShapesInstances(ShapesDataset):
-    """The built-in shapes data in instance form: one mask per shape, image id = index + 1."""
+    """The built-in shapes data in instance form: one mask per shape and its box (the mask's
+    extent), image id = index + 1."""
 
     category_ids = (1, 2, 3)
 
+    def image_id(self, index: int) -> int:
+        return index + 1
+
+    def load_image(self, index: int) -> np.ndarray:
+        return super().load(index)["image"]
+
     def load(self, index: int) -> dict:
-        return {**super().load(index), "image_id": index + 1}
+        sample = super().load(index)
+        instances = [{**i, "box": mask_box(i["mask"])} for i in sample["instances"]]
+        return {**sample, "instances": instances, "image_id": self.image_id(index)}
 
     @cached_property
     def _coco(self) -> COCO:
@@ -311,7 +332,7 @@ class ShapesInstances(ShapesDataset):
             )
             masks = np.array([i["mask"] for i in sample["instances"]])
             for inst, rle in zip(sample["instances"], encode_masks(masks)):
-                x1, y1, x2, y2 = mask_box(inst["mask"])
+                x1, y1, x2, y2 = inst["box"]
                 annotations.append(
                     {
                         "id": len(annotations) + 1,
@@ -339,22 +360,16 @@ def is_labelme_coco(root: Path) -> bool:
 def open_labelme_coco(root: Path, split: str) -> CocoSource:
     """A convert-labelme folder: annotations.json for every image, split by stem lists."""
     ann_path = root / "annotations.json"
-    list_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
-    if not list_file.is_file():
-        raise DataError(f"{list_file}: split list not found")
-    stems = {line.split()[0] for line in list_file.read_text().splitlines() if line.strip()}
+    stems = set(read_split_ids(root, split))
     doc = read_coco_json(ann_path)
     ids = [img["id"] for img in doc["images"] if Path(img["file_name"]).stem in stems]
     missing = stems - {Path(img["file_name"]).stem for img in doc["images"]}
     if missing:
-        raise DataError(f"{list_file}: '{sorted(missing)[0]}' is not an image of {ann_path.name}")
-    return CocoSource(split_doc(doc, ids), root, ann_path, _background_name(root))
-
-
-def _background_name(root: Path) -> str:
-    path = root / "class_names.txt"
-    first = path.read_text().split("\n", 1)[0].strip() if path.is_file() else ""
-    return first or "background"
+        raise DataError(
+            f"{split_list(root, split)}: '{sorted(missing)[0]}' is not an image of {ann_path.name}"
+        )
+    names = read_class_names(root)
+    return CocoSource(split_doc(doc, ids), root, ann_path, names[0] if names else "background")
 
 
 def coco_annotation_file(root: Path, split: str) -> Path | None:

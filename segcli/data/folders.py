@@ -26,6 +26,19 @@ def read_class_names(root: Path) -> tuple[str, ...] | None:
     return names
 
 
+def split_list(root: Path, split: str) -> Path:
+    """ImageSets/Segmentation/<split>.txt: VOC's split list, which convert-labelme writes too."""
+    return root / "ImageSets" / "Segmentation" / f"{split}.txt"
+
+
+def read_split_ids(root: Path, split: str) -> list[str]:
+    """The ids (file stems) that `split_list(root, split)` names: each line's first word."""
+    list_file = split_list(root, split)
+    if not list_file.is_file():
+        raise DataError(f"{list_file}: split list not found")
+    return [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+
+
 class PairedFolder:
     """Images and masks paired by file stem: `load(i)` -> dict(image, mask, name, paths)."""
 
@@ -59,15 +72,13 @@ def is_voc(root: Path) -> bool:
 def open_voc(root: Path, split: str) -> PairedFolder:
     """JPEGImages/<id>.jpg and SegmentationClass/<id>.png for the ids listed in
     ImageSets/Segmentation/<split>.txt."""
-    list_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
-    if not list_file.is_file():
-        raise DataError(f"{list_file}: split list not found")
-    ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
     pairs = []
-    for stem in ids:
+    for stem in read_split_ids(root, split):
         image = _find_image(root / "JPEGImages", stem)
         if image is None:
-            raise DataError(f"{list_file}: '{stem}' has no image in {root / 'JPEGImages'}")
+            raise DataError(
+                f"{split_list(root, split)}: '{stem}' has no image in {root / 'JPEGImages'}"
+            )
         pairs.append((image, root / "SegmentationClass" / f"{stem}.png"))
     names = read_class_names(root) or VOC_CLASSES
     return PairedFolder(pairs, names)

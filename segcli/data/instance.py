@@ -1,5 +1,7 @@
 """Instance samples for the loader in torchvision's detection format, augmented with boxes and
-masks kept consistent by albumentations, with a per-sample seed (exact resume).
+masks kept consistent by albumentations, with a per-sample seed (exact resume); for
+evaluation, the images alone with their image ids (the scores come from the source's COCO
+ground truth, so no annotation is decoded).
 
 Images stay at their size in [0, 1]: the detection models normalise and resize them to the
 recipe's scale themselves (torchvision's GeneralizedRCNNTransform), at train and test time.
@@ -19,7 +21,6 @@ import torch  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
-from segcli.data.coco import mask_box  # noqa: E402
 from segcli.data.transforms import seed_transform  # noqa: E402
 
 
@@ -33,19 +34,11 @@ def instance_train_transform(scale_range: tuple[float, float], hflip: bool) -> A
         )
     if hflip:
         steps.append(A.HorizontalFlip(p=0.5))
-    return _compose(steps)
-
-
-def instance_eval_transform() -> A.Compose:
-    return _compose([])
-
-
-def _compose(steps: list) -> A.Compose:
     # `keep` carries each box's instance index so the masks can follow dropped boxes
     boxes = A.BboxParams(
         format="pascal_voc", label_fields=["keep"], min_width=1, min_height=1, clip=True
     )
-    with warnings.catch_warnings():  # the eval pipeline has no step that moves boxes: fine
+    with warnings.catch_warnings():  # without augmentation no step moves boxes: fine
         warnings.filterwarnings("ignore", "Got processor for bboxes")
         return A.Compose([*steps, A.ToFloat(max_value=255), ToTensorV2()], bbox_params=boxes)
 
@@ -71,7 +64,7 @@ class InstanceSamples(Dataset):
         image, instances = sample["image"], sample["instances"]
         if seed is not None:
             seed_transform(self.transform, seed)
-        boxes = [i.get("box") or mask_box(i["mask"]) for i in instances]
+        boxes = [i["box"] for i in instances]
         inputs = {
             "image": image,
             "bboxes": np.array(boxes, dtype=np.float64).reshape(-1, 4),
@@ -82,6 +75,21 @@ class InstanceSamples(Dataset):
         out = self.transform(**inputs)
         labels = np.array([i["label"] for i in instances], dtype=np.int64)
         return out["image"], _target(out, labels, sample["image_id"])
+
+
+class InstanceImages(Dataset):
+    """`dataset[i]` -> (image float [3,H,W] in [0,1], {"image_id": int}): what evaluation
+    needs, read with the source's `load_image` (no annotation decoded)."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int):
+        image = image_tensor(self.source.load_image(index))
+        return image, {"image_id": int(self.source.image_id(index))}
 
 
 def _target(out: dict, labels: np.ndarray, image_id: int) -> dict:

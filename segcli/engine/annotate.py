@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from segcli import io, viz
 from segcli.errors import DataError
-from segcli.metrics.coco import MASK_THRESHOLD, detections_to_results
+from segcli.metrics.coco import detections_to_results
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}  # what OpenCV's bundled FFmpeg writes
 
@@ -38,8 +38,8 @@ class SemanticAnnotator:
 
     def frame(self, rgb: np.ndarray, label: np.ndarray | None = None) -> np.ndarray:
         label = self.label(rgb) if label is None else label
-        ids = [int(i) for i in np.unique(label) if 0 < i < len(self.names)]
-        return viz.draw_legend(viz.overlay(rgb, label), [self.names[i] for i in ids], ids)
+        names = {i: name for i, name in enumerate(self.names) if i}
+        return viz.overlay_with_legend(rgb, label, names)
 
     def image(self, rgb: np.ndarray, out_dir: Path, stem: str) -> list[Path]:
         label = self.label(rgb)
@@ -66,13 +66,14 @@ class InstanceAnnotator:
     def detect(self, rgb: np.ndarray) -> dict:
         from segcli.engine.instance import predict_instances
 
-        found = predict_instances(self.model, rgb, self.device)
+        (found,) = predict_instances(self.model, [rgb], self.device)
         keep = found["scores"] >= self.threshold
         return {k: v[keep] for k, v in found.items()}
 
     def picture(self, rgb: np.ndarray, found: dict, splash: bool = False) -> np.ndarray:
-        """The overlay of detections `found` on `rgb` (or their colour splash)."""
-        masks = found["masks"][:, 0] >= MASK_THRESHOLD
+        """The overlay of detections `found` on `rgb` (or their colour splash); their masks are
+        predict_instances' binary ones."""
+        masks = found["masks"][:, 0]
         if splash:
             return viz.colour_splash(rgb, masks)
         return viz.draw_instances(

@@ -26,7 +26,7 @@ ROWS = (  # (label, key, format)
     ("latency p99 (ms)", "latency_ms_p99", "{:.1f}"),
     ("parameters", "params", "{:,}"),
     ("GFLOPs / image", "gflops", "{:.1f}"),
-    ("peak memory (MiB)", "peak_memory_mb", "{:.0f}"),
+    ("peak memory (MiB)", "peak_memory_mb", None),  # formatted by _peak
     ("detections / image", "detections_per_image", "{:.1f}"),
     ("image size", "img_size", "{}"),
     ("network input (px)", "net_size", "{}x{}"),

@@ -26,9 +26,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from segcli.config import BUILTIN_DATA, parse_model_sets, parse_sets, resolve_config
+from segcli.config import BUILTIN_DATA, parse_model_sets, resolve_config
 from segcli.data.shapes import CLASS_NAMES, ShapesDataset
-from segcli.data.transforms import eval_transform
 from segcli.engine import checkpoint, stages, tasks
 from segcli.engine.device import select_device, select_precision
 from segcli.errors import ConfigError
@@ -97,9 +96,10 @@ class Subject:
     def result(self, times: list[float], shared: bool = False) -> dict:
         """The measurements; `shared`: other subjects live in this process (peak memory)."""
         spec, cfg = self.spec, self.cfg
-        peak, peak_note, outputs = self.peak_memory(shared)
+        peak, peak_note = self.peak_memory(shared)
         with recording_net_size(self.model) as seen:  # the FLOP count's call runs the network
-            gflops = count_gflops(self.call) / spec.batch_size  # with --train: fwd + bwd
+            flops, outputs = count_gflops(self.call)
+        gflops = flops / spec.batch_size  # with --train: fwd + bwd
         out = {
             "recipe": self.recipe.name,
             "task": self.recipe.task,
@@ -123,32 +123,32 @@ class Subject:
             repeats = min(3, spec.iters)
             out["stages_ms"] = stages.stage_breakdown(self.model, self.call, self.device, repeats)
         if peak is None and peak_note != SHARED_PROCESS:
-            peak = peak_memory_mb(self.device)  # CPU: read last, after every call
+            peak = process_peak_rss_mb()  # CPU: read last, after every call
         out["peak_memory_mb"], out["peak_memory_note"] = peak, peak_note
         return out
 
-    def peak_memory(self, shared: bool) -> tuple[float | None, str, object]:
-        """(MiB or None, what it covers, the outputs of the call it measured).
+    def peak_memory(self, shared: bool) -> tuple[float | None, str]:
+        """(MiB or None, what it covers).
 
         CUDA: the peak allocation during one call of this subject's own (the counter reset just
         before it); with other subjects on the device, their memory is left out: this model's
         weights plus what the call allocates above what was allocated before it. CPU: the
-        process's peak resident set, read after everything else ran; it is the whole process's,
-        so with several subjects in one process there is no honest per-subject figure (None).
+        process's peak resident set, read after everything else ran (None here: result reads
+        process_peak_rss_mb last); it is the whole process's, so with several subjects in one
+        process there is no honest per-subject figure (None, SHARED_PROCESS).
         """
         if self.device.type != "cuda":
-            note = SHARED_PROCESS if shared else "peak RSS of the process (CPU)"
-            return None, note, self.call()
+            return None, SHARED_PROCESS if shared else "peak RSS of the process (CPU)"
         stages.sync(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
         before = torch.cuda.memory_allocated(self.device)
-        outputs = self.call()
+        self.call()
         stages.sync(self.device)
         peak = torch.cuda.max_memory_allocated(self.device)
         if not shared:
-            return peak / 2**20, "peak CUDA allocation during one call", outputs
+            return peak / 2**20, "peak CUDA allocation during one call"
         own = peak - before + state_bytes(self.model)
-        return own / 2**20, "CUDA: weights + peak allocation of one call", outputs
+        return own / 2**20, "CUDA: weights + peak allocation of one call"
 
 
 STANDARD_NMS_NOTE = (
@@ -163,20 +163,20 @@ def resize_target(model_options: dict) -> int | None:
     return model_options.get("size") or model_options.get("min_size")
 
 
-def size_sets(recipe: Recipe, img_size: int | None, given: set[str]) -> list[str]:
-    """`key=value` model options that make the network run at --img-size: YOLACT's `size`,
-    or an R-CNN's `min_size` with `max_size` raised to at least it (the paper's cap kept
-    otherwise); options named in `given` (by --set) are left alone."""
+def size_sets(recipe: Recipe, img_size: int | None, given: set[str]) -> dict[str, int]:
+    """The model options (name -> value) that make the network run at --img-size: YOLACT's
+    `size`, or an R-CNN's `min_size` with `max_size` raised to at least it (the paper's cap
+    kept otherwise); options named in `given` (by --set) are left alone."""
     if img_size is None:
-        return []
+        return {}
     if "size" in recipe.options and "size" not in given:
-        return [f"size={img_size}"]
+        return {"size": img_size}
     if "min_size" in recipe.options and "min_size" not in given:
-        sets = [f"min_size={img_size}"]
+        options = {"min_size": img_size}
         if "max_size" in recipe.options and "max_size" not in given:
-            sets.append(f"max_size={max(img_size, recipe.options['max_size'])}")
-        return sets
-    return []
+            options["max_size"] = max(img_size, recipe.options["max_size"])
+        return options
+    return {}
 
 
 @contextlib.contextmanager
@@ -232,19 +232,19 @@ def load_model(spec: BenchSpec, device) -> tuple[torch.nn.Module, Recipe, object
     """(model in eval mode on `device`, recipe, config, class count): the checkpoint's, or the
     paper's architecture with random weights."""
     recipe = get_recipe(spec.recipe)
-    sets = list(spec.sets) + ([f"nms={spec.nms}"] if spec.nms else [])
     if spec.nms and "nms" not in recipe.options:
         raise ConfigError(f"--nms: recipe {recipe.name} has no choice of NMS")
-    sets += size_sets(recipe, spec.img_size, set(parse_sets(spec.sets, recipe)))
-    model_sets = parse_model_sets(sets, recipe)
+    sets = [*spec.sets, *([f"nms={spec.nms}"] if spec.nms else [])]
+    options = parse_model_sets(sets, recipe)  # checked here, checkpoint or not
+    sizes = size_sets(recipe, spec.img_size, set(options))
     if spec.checkpoint is None:
-        # resolve_config applies the quick profile to the built-in data only: another name
-        # gives the paper's settings (that data is never opened).
-        cfg = resolve_config(recipe, {"data": "paper-settings"})
-        cfg = dataclasses.replace(cfg, model={**cfg.model, **model_sets})
+        cfg = resolve_config(recipe, quick=False)  # the paper's settings
+        cfg = dataclasses.replace(cfg, model={**cfg.model, **options, **sizes})
         num_classes = REFERENCE_CLASSES[recipe.task]
         model = recipe.build_model(num_classes, pretrained=False, **cfg.model)
         return model.to(device).eval(), recipe, cfg, num_classes
+    # restore_model applies `key=value` strings to the checkpoint's own options.
+    sets += [f"{key}={value}" for key, value in sizes.items()]
     model, saved, cfg, names, _ = checkpoint.restore_model(spec.checkpoint, device, sets)
     if saved.name != recipe.name:
         raise ConfigError(f"{spec.checkpoint}: a {saved.name} checkpoint, not {recipe.name}")
@@ -258,37 +258,30 @@ def sample_images(size: int, count: int) -> list[np.ndarray]:
 
 
 def predictor(task: str, model, device) -> Callable[[list[np.ndarray]], object]:
-    """images -> results on the host, as `segcli infer` computes them (instance masks binarised
-    at 0.5 on the host, for every detection: infer's score threshold is not applied)."""
+    """images -> results on the host, as `segcli infer` computes them, batched (instance masks
+    binarised at 0.5, for every detection: infer's score threshold is not applied)."""
     if task == "semantic":
-        transform = eval_transform()
+        from segcli.engine.semantic import predict_labels
 
-        def predict_semantic(images):  # as semantic.predict_label, for a batch
-            batch = torch.stack([transform(image=image)["image"] for image in images])
-            return model(batch.to(device)).argmax(1).to(torch.uint8).cpu()
+        return lambda images: predict_labels(model, images, device)
+    from segcli.engine.instance import predict_instances
 
-        return predict_semantic
-
-    from segcli.data.instance import image_tensor
-    from segcli.engine.instance import to_numpy
-
-    def predict_instances(images):  # as instance.predict_instances and the annotator, batched
-        found = [to_numpy(o) for o in model([image_tensor(i).to(device) for i in images])]
-        return [{**o, "masks": o["masks"] >= 0.5} for o in found]
-
-    return predict_instances
+    return lambda images: predict_instances(model, images, device)
 
 
 def train_step(recipe: Recipe, model, cfg, device) -> Callable[[], None]:
-    """One optimizer step on a fixed batch of the built-in data through the real pipeline."""
+    """One optimizer step on a fixed batch of the built-in data through the real pipeline: the
+    training loop's model placement (channels_last) and optimizer step (gradient clipping, the
+    GradScaler), one micro-batch per step."""
     from segcli.data.loader import train_loader
+    from segcli.engine.loop import optimizer_step, place_model
     from segcli.engine.optim import build_optimizer
 
     task = tasks.get(recipe.task)
-    cfg = dataclasses.replace(cfg, workers=0)
     data = task.build_data(cfg, splits=("train",))
     loader = train_loader(data.train, cfg.batch_size, 0, cfg.seed, collate_fn=data.collate_fn)
     batch = next(iter(loader))
+    model = place_model(model, cfg, device)
     optimizer = build_optimizer(cfg, model)
     precision = select_precision(device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=precision.needs_scaler)
@@ -297,10 +290,8 @@ def train_step(recipe: Recipe, model, cfg, device) -> Callable[[], None]:
 
     def step():
         losses, _ = task.compute_losses(model, batch, device, precision, recipe.criterion, cfg)
-        optimizer.zero_grad(set_to_none=True)
         scaler.scale(sum(losses.values())).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        optimizer_step(model, optimizer, scaler, cfg.grad_clip)
 
     return step
 
@@ -338,19 +329,19 @@ def speed(times: list[float], batch_size: int) -> dict:
     }
 
 
-def count_gflops(fn: Callable[[], object]) -> float:
-    """Floating-point operations of one call (torch.utils.flop_counter: 2 per multiply-add)."""
+def count_gflops(fn: Callable[[], object]) -> tuple[float, object]:
+    """(GFLOPs, outputs) of one call: its floating-point operations in billions
+    (torch.utils.flop_counter: 2 per multiply-add) and what it returned."""
     with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() / 1e9
+        outputs = fn()
+    return counter.get_total_flops() / 1e9, outputs
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """CUDA: peak allocated by torch since the last reset; CPU: the process's peak resident
-    set. On Linux that is VmHWM of /proc/self/status: getrusage's ru_maxrss survives fork and
-    exec, so a benchmark started by a large parent process would report the parent's peak."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
+def process_peak_rss_mb() -> float:
+    """The process's peak resident set in MiB (the CPU's peak memory; on CUDA,
+    Subject.peak_memory reads torch's allocator instead). On Linux that is VmHWM of
+    /proc/self/status: getrusage's ru_maxrss survives fork and exec, so a benchmark started by
+    a large parent process would report the parent's peak."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):

@@ -10,12 +10,12 @@ with the Potts compatibility.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
 
+from segcli.config import close_match_hint, split_setting
 from segcli.data.transforms import denormalize
 from segcli.errors import ConfigError
 
@@ -39,13 +39,9 @@ def crf_params(items: Iterable[str] = ()) -> dict[str, float]:
     """PAPER_PARAMS overridden by `key=value` strings (e.g. from --crf-param)."""
     params = dict(PAPER_PARAMS)
     for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in params:
-            close = difflib.get_close_matches(key, params, n=2)
-            hint = (
-                f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(params)}"
-            )
+        key, raw = split_setting(item)
+        if raw is None or key not in params:
+            hint = close_match_hint(key, list(params), n=2, list_known=True)
             raise ConfigError(f"--crf-param '{item}': expected key=value" + hint)
         try:
             value = float(raw)

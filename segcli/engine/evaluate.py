@@ -36,11 +36,8 @@ def evaluate_checkpoint(
     """
     device = select_device(device_name)
     model, recipe, cfg, names, _ = checkpoint.restore_model(path, device, sets)
-    extra = {}
-    if predict is not None:
-        if recipe.task != "semantic":
-            raise ConfigError(f"--tta and --crf apply to semantic recipes, not {recipe.name}")
-        extra["predict"] = predict
+    check_semantic_predict(recipe, predict)
+    extra = {} if predict is None else {"predict": predict}
     if save_json is not None and recipe.task != "instance":
         raise ConfigError(f"--save-json writes COCO results of instance recipes, not {recipe.name}")
     if data:
@@ -56,6 +53,12 @@ def evaluate_checkpoint(
     else:
         result = task.validate(model, task_data, cfg, device, precision, DistInfo(), **extra)
     return result, names, task
+
+
+def check_semantic_predict(recipe, predict) -> None:
+    """`predict` (--tta, --crf: a semantic prediction function) is for semantic recipes only."""
+    if predict is not None and recipe.task != "semantic":
+        raise ConfigError(f"--tta and --crf apply to semantic recipes, not {recipe.name}")
 
 
 BACKGROUND_NAMES = {"background", "_background_", "__background__"}

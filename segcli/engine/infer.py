@@ -17,6 +17,7 @@ from segcli.engine.annotate import (
     is_video,
 )
 from segcli.engine.device import select_device
+from segcli.engine.evaluate import check_semantic_predict
 from segcli.engine.semantic import predict_logits
 from segcli.errors import ConfigError, DataError
 
@@ -26,8 +27,7 @@ def collect_sources(sources: list[Path]) -> list[Path]:
     files = []
     for source in sources:
         if source.is_dir():
-            videos = [p for p in source.iterdir() if is_video(p)]
-            found = sorted(list_images(source) + videos)
+            found = sorted(list_images(source) + [p for p in source.iterdir() if is_video(p)])
             if not found:
                 raise DataError(
                     f"{source}: no images or videos ({', '.join(VIDEO_CODECS)}) in the folder"
@@ -70,7 +70,7 @@ def infer(
     for path in track(images, description="infer", console=console, disable=quiet):
         written += annotator.image(read_image(path), out_dir, path.stem)
     for path in (f for f in files if is_video(f)):
-        kind = "splash" if splash and recipe.task == "instance" else "overlay"
+        kind = "splash" if splash else "overlay"  # _annotator allows --splash on instance only
         target = out_dir / f"{path.stem}_{kind}{path.suffix.lower()}"
         written.append(annotate_video(path, target, annotator.frame, console))
     if images:
@@ -79,9 +79,8 @@ def infer(
 
 
 def _annotator(recipe, model, names, payload, device, predict, score_threshold, splash):
+    check_semantic_predict(recipe, predict)
     if recipe.task == "instance":
-        if predict is not None:
-            raise ConfigError(f"--tta and --crf apply to semantic recipes, not {recipe.name}")
         return InstanceAnnotator(
             model, names, payload.get("category_ids"), device, score_threshold, splash
         )

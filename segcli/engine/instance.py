@@ -7,6 +7,7 @@ Models follow torchvision's detection convention: train mode `model(list[image],
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -15,12 +16,11 @@ from rich.table import Table
 from rich.text import Text
 
 from segcli.config import TrainConfig
-from segcli.data.coco import mask_box
 from segcli.data.instance import (
+    InstanceImages,
     InstanceSamples,
     collate,
     image_tensor,
-    instance_eval_transform,
     instance_train_transform,
 )
 from segcli.data.sources import open_source
@@ -59,12 +59,9 @@ def build_data(cfg: TrainConfig, splits: tuple[str, ...] = ("train", "val")) -> 
                 f"{splits[0]} split ({source.category_ids} vs {first.category_ids})"
             )
     sets = {
-        split: InstanceSamples(
-            source,
-            instance_train_transform(cfg.scale_range, cfg.hflip)
-            if split == "train"
-            else instance_eval_transform(),
-        )
+        split: InstanceSamples(source, instance_train_transform(cfg.scale_range, cfg.hflip))
+        if split == "train"
+        else InstanceImages(source)  # evaluation scores against source.coco(): images suffice
         for split, source in sources.items()
     }
     return TaskData(
@@ -91,10 +88,18 @@ def compute_losses(model, batch, device, precision, criterion, cfg: TrainConfig)
 
 
 def to_numpy(output: dict) -> dict:
-    return {
-        k: v.detach().float().cpu().numpy() if k != "labels" else v.cpu().numpy()
-        for k, v in output.items()
-    }
+    """A model's detections as numpy arrays; the mask probabilities [N,1,H,W] binarised at
+    MASK_THRESHOLD on the device (bool, same shape), so a byte a pixel crosses to the host
+    instead of a float."""
+    return {k: _host(k, v).numpy() for k, v in output.items()}
+
+
+def _host(key: str, value: torch.Tensor) -> torch.Tensor:
+    if key == "masks":
+        value = value >= MASK_THRESHOLD
+    elif key != "labels":
+        value = value.detach().float()
+    return value.cpu()
 
 
 @torch.no_grad()
@@ -170,10 +175,11 @@ def write_plots(rows: list[dict], last_val: dict | None, class_names, run_dir) -
 
 
 @torch.no_grad()
-def predict_instances(model, image: np.ndarray, device) -> dict:
-    """Detections of one RGB uint8 image as numpy arrays (boxes, labels, scores, masks...)."""
+def predict_instances(model, images: Sequence[np.ndarray], device) -> list[dict]:
+    """Detections of RGB uint8 images [H, W, 3], run as one batch: one dict of numpy arrays
+    (boxes, labels, scores, masks bool [N,1,H,W]...) per image."""
     model.eval()
-    return to_numpy(model([image_tensor(image).to(device)])[0])
+    return [to_numpy(o) for o in model([image_tensor(image).to(device) for image in images])]
 
 
 def save_samples(
@@ -186,15 +192,15 @@ def save_samples(
     for index in range(min(count, len(source))):
         sample = source.load(index)
         image, truth = sample["image"], sample["instances"]
-        found = predict_instances(model, image, device)
+        (found,) = predict_instances(model, [image], device)
         keep = found["scores"] >= score_threshold
         gt = {
             "masks": np.array([i["mask"] for i in truth], bool).reshape(-1, *image.shape[:2]),
-            "boxes": np.array([i.get("box") or mask_box(i["mask"]) for i in truth]).reshape(-1, 4),
+            "boxes": np.array([i["box"] for i in truth]).reshape(-1, 4),
             "labels": np.array([i["label"] for i in truth], dtype=np.int64),
         }
         pred = {
-            "masks": found["masks"][keep, 0] >= MASK_THRESHOLD,
+            "masks": found["masks"][keep, 0],
             "boxes": found["boxes"][keep],
             "labels": found["labels"][keep],
             "scores": found["scores"][keep],

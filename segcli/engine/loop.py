@@ -167,9 +167,7 @@ def _prepare_model(model, cfg, device, dist, session, log):
         )
     if cfg.sync_bn and dist.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = place_model(model, cfg, device)
     if dist.enabled:
         model = DistributedDataParallel(
             model,
@@ -179,6 +177,27 @@ def _prepare_model(model, cfg, device, dist, session, log):
     if cfg.compile:
         model = torch.compile(model)
     return model
+
+
+def place_model(model: torch.nn.Module, cfg, device) -> torch.nn.Module:
+    """`model` on `device`, in channels_last memory format when `cfg.channels_last` (the
+    training tasks then feed it channels_last images)."""
+    model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def optimizer_step(model, optimizer, scaler, grad_clip: float) -> None:
+    """Apply the accumulated (scaled) gradients: unscale and clip their norm to `grad_clip`
+    when it is above 0, step through the GradScaler (which skips a step whose fp16 gradients
+    overflowed) and update its scale, then drop the gradients."""
+    if grad_clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def _restore(payload, model, optimizer, scheduler, scaler, state: Progress) -> None:
@@ -294,12 +313,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
             return
-        if self.cfg.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer_step(self.model, self.optimizer, self.scaler, self.cfg.grad_clip)
         self.scheduler.step()
 
     def _after_step(self, state: Progress, losses: dict, bar) -> None:

@@ -134,11 +134,17 @@ def validate(
 
 
 @torch.no_grad()
+def predict_labels(model, images, device, predict=predict_logits) -> np.ndarray:
+    """Class ids [B, H, W] (uint8) for RGB uint8 images of one size, run as one batch."""
+    transform = eval_transform()
+    batch = torch.stack([transform(image=image)["image"] for image in images]).to(device)
+    model.eval()
+    return predict(model, batch).argmax(1).to(torch.uint8).cpu().numpy()
+
+
 def predict_label(model, image: np.ndarray, device, predict=predict_logits) -> np.ndarray:
     """Class ids [H, W] (uint8) for one RGB uint8 image."""
-    tensor = eval_transform()(image=image)["image"].unsqueeze(0).to(device)
-    model.eval()
-    return predict(model, tensor).argmax(1)[0].to(torch.uint8).cpu().numpy()
+    return predict_labels(model, [image], device, predict)[0]
 
 
 def write_plots(rows: list[dict], last_val: dict | None, class_names, run_dir) -> None:

@@ -49,15 +49,16 @@ def attribute(events) -> dict[str, float]:
     for event in events:
         if event.name.startswith(PREFIX):
             spans[event.name] += event.cpu_time_total
-        elif event.name in NMS_RANGES and not _inside(event, lambda n: n in NMS_RANGES):
+        elif event.name in NMS_RANGES and not _inside_nms(event):
             nms_in[_owner(event)] += event.cpu_time_total
     total = spans.pop(TOTAL, 0.0)
+    # What no child range covers, less the NMS run there: mask assembly and pasting.
+    rest = total - sum(spans.values()) - nms_in[TOTAL]
     preprocess = spans.pop(PREFIX + "transform", 0.0) - nms_in[PREFIX + "transform"]
     backbone = spans.pop(PREFIX + "backbone", 0.0) - nms_in[PREFIX + "backbone"]
     heads = sum(spans.values()) - sum(nms_in[name] for name in spans)
     nms = sum(nms_in.values())
-    children = preprocess + backbone + heads + nms - nms_in[TOTAL]
-    return dict(zip(STAGES, (preprocess, backbone, heads, nms, total - children - nms_in[TOTAL])))
+    return dict(zip(STAGES, (preprocess, backbone, heads, nms, rest)))
 
 
 def _label_children(model: torch.nn.Module, device: torch.device) -> list:
@@ -78,10 +79,11 @@ def _label_children(model: torch.nn.Module, device: torch.device) -> list:
     return handles
 
 
-def _inside(event, predicate) -> bool:
+def _inside_nms(event) -> bool:
+    """Whether `event` runs within an NMS op or range (so its time is already counted)."""
     parent = event.cpu_parent
     while parent is not None:
-        if predicate(parent.name):
+        if parent.name in NMS_RANGES:
             return True
         parent = parent.cpu_parent
     return False

@@ -14,7 +14,6 @@ COCO's segm format (which has no bbox), i.e. `COCOeval(gt, gt.loadRes(results wi
 
 from __future__ import annotations
 
-import copy
 from collections import defaultdict
 from pathlib import Path
 
@@ -77,10 +76,10 @@ def coco_eval(gt: COCO, results: list[dict], kind: str) -> dict:
     cat_ids = sorted(gt.getCatIds())
     if not results:
         return empty_scores(kind, len(cat_ids))
-    results = copy.deepcopy(results)  # loadRes writes area, id and iscrowd into them
-    if kind == "mask":
-        for r in results:
-            r.pop("bbox", None)
+    # loadRes and COCOeval set top-level keys of each result (area, id, iscrowd; for segm the
+    # bbox and segmentation): shallow copies keep the caller's results as they were
+    drop = "bbox" if kind == "mask" else None
+    results = [{k: v for k, v in r.items() if k != drop} for r in results]
     with quiet():
         evaluator = COCOeval(gt, gt.loadRes(results), IOU_TYPES[kind])
         evaluator.evaluate()
@@ -129,15 +128,6 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
     if len(x) < 2 or np.std(x) == 0 or np.std(y) == 0:
         return float("nan")
     return float(np.corrcoef(x, y)[0, 1])
-
-
-def maskiou_correlation(gt: COCO, results: list[dict], min_iou: float = 0.0):
-    """Pearson r between predicted MaskIoU and actual mask IoU over the detections whose
-    actual IoU is >= min_iou, and their count."""
-    predicted = np.array([r["mask_iou"] for r in results], dtype=np.float64)
-    actual = actual_mask_ious(gt, results)
-    keep = actual >= min_iou
-    return pearson(predicted[keep], actual[keep]), int(keep.sum())
 
 
 def maskiou_scores(gt: COCO, results: list[dict]) -> dict:
@@ -217,7 +207,7 @@ def _result_problem(r: dict, needed, sizes: dict, categories: set, kinds) -> str
         segmentation = r["segmentation"]
         if not isinstance(segmentation, dict):
             return "has a polygon segmentation; results take a compressed RLE (pycocotools)"
-        problem = rle_problem(segmentation, sizes[r["image_id"]], compressed=True, check_runs=False)
+        problem = rle_problem(segmentation, sizes[r["image_id"]], result=True)
         if problem:
             return f"has a bad segmentation: {problem}"
     if "box" in kinds and not is_box(r["bbox"]):

@@ -8,9 +8,7 @@ from torch import nn
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from segcli.errors import ConfigError
-from segcli.nn.pretrained import load_pretrained
-from segcli.nn.resnet import RESNETS
+from segcli.nn.resnet import build_resnet
 
 
 class P6P7FromP5(LastLevelP6P7):
@@ -36,12 +34,7 @@ def resnet_fpn_p3p7(
     convolutions; P6, P7 from P5 by stride-2 3x3 convolutions. Batch norm stays trainable
     (YOLACT section 6.4: batch 8 is enough to leave it unfrozen).
     """
-    if name not in RESNETS:
-        raise ConfigError(f"setting 'backbone': expected one of {', '.join(RESNETS)}, got {name!r}")
-    builder, weights = RESNETS[name]
-    net = builder(weights=None)
-    if pretrained:
-        net.load_state_dict(load_pretrained(weights, name))
+    net = build_resnet(name, pretrained)
     c5 = net.fc.in_features  # 2048 (bottleneck blocks) or 512 (basic blocks)
     return BackboneWithFPN(
         net,

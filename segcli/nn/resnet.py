@@ -67,21 +67,28 @@ class DilatedResNet(nn.Module):
         return dict(self.body(images))
 
 
-def _resnet(name: str, pretrained: bool, width: float) -> models.ResNet:
-    """torchvision's ResNet `name`, with ImageNet weights or at `width` times its channels."""
+def build_resnet(name: str, pretrained: bool = False, **kwargs) -> models.ResNet:
+    """torchvision's ResNet `name` (one of RESNETS, else a ConfigError about the `backbone`
+    setting), built with `kwargs` (e.g. norm_layer) and randomly initialised, or with its
+    ImageNet weights from the local torch cache when `pretrained`."""
     if name not in RESNETS:
         known = ", ".join(RESNETS)
         raise ConfigError(f"setting 'backbone': expected one of {known}, got {name!r}")
     builder, weights = RESNETS[name]
+    net = builder(weights=None, **kwargs)
+    if pretrained:
+        net.load_state_dict(load_pretrained(weights, name))
+    return net
+
+
+def _resnet(name: str, pretrained: bool, width: float) -> models.ResNet:
+    """torchvision's ResNet `name`, with ImageNet weights or at `width` times its channels."""
     if width == 1.0:
-        net = builder(weights=None)
-        if pretrained:
-            net.load_state_dict(load_pretrained(weights, name))
-        return net
+        return build_resnet(name, pretrained)
+    with torch.device("meta"):  # only the layout is kept: _narrow rebuilds every layer
+        net = build_resnet(name)
     if pretrained:
         raise ConfigError("--pretrained needs the full-width ResNet (--set width=1.0)")
-    with torch.device("meta"):  # only the layout is kept: _narrow rebuilds every layer
-        net = builder(weights=None)
     _narrow(net, width)
     return net
 
