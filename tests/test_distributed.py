@@ -1,17 +1,21 @@
 """Two-process training with torchrun on CPU (gloo): run folder, validation equal to a single
 process on the same checkpoint, and a dead rank stopping the others."""
 
+import gc
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import pytest
 
-from conftest import run_segcli
+from segcli.engine import distributed, loop
+
+from conftest import TINY_FCN, TINY_SHAPES, run_segcli
 
 TORCHRUN = [
     sys.executable,
@@ -55,6 +59,37 @@ def test_two_process_run_validates_like_one_process(tmp_path):
     for key in ("pa", "mpa", "miou", "fwiou", "per_class_iou", "per_class_acc"):
         assert distributed[key] == alone[key], key
     assert 0 < alone["miou"] < 1 and sum(v > 0 for v in alone["per_class_acc"]) >= 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "exit_code"), [((), 0), (("--lr", "1e30", "--set", "optimizer=adam"), 2)]
+)
+def test_the_model_is_freed_before_the_process_group_is_destroyed(
+    cli, monkeypatch, flags, exit_code
+):
+    """Finished or stopped by an error: a reference cycle through the trainer once kept the DDP
+    model alive past destroy_process_group, and its threads then aborted about one two-process
+    run in nine at exit ("terminate called without an active exception")."""
+    models, alive_at_shutdown = [], []
+    place_model, shutdown = loop.place_model, distributed.shutdown
+
+    def recording_place_model(model, cfg, device):
+        models.append(weakref.ref(model))
+        return place_model(model, cfg, device)
+
+    def recording_shutdown():
+        alive_at_shutdown.append(models[0]() is not None)
+        shutdown()
+
+    monkeypatch.setattr(loop, "place_model", recording_place_model)
+    monkeypatch.setattr(distributed, "shutdown", recording_shutdown)
+    gc.disable()  # what counts is reference counting: the collector runs at no fixed time
+    try:
+        result = cli("train", "fcn32s", *TINY_SHAPES, *TINY_FCN, "--iters", "2", *flags)
+    finally:
+        gc.enable()
+    assert result.exit_code == exit_code, result.output
+    assert alive_at_shutdown == [False]
 
 
 def rank_pid(rank: int, timeout: float = 120) -> int:

@@ -6,15 +6,16 @@ optimizer steps; a micro-batch counter inside the epoch makes resume exact.
 
 from __future__ import annotations
 
-import contextlib
+import gc
 import math
 import os
 import random
 import re
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,13 +25,17 @@ from torch.nn.parallel import DistributedDataParallel
 from segcli.config import TrainConfig
 from segcli.data.loader import train_loader
 from segcli.engine import checkpoint, distributed, reporting, tasks
-from segcli.engine.device import select_device, select_precision
+from segcli.engine.device import Precision, select_device, select_precision
 from segcli.engine.optim import build_optimizer, build_scheduler, linear_scaled_lr
 from segcli.engine.runs import MetricsLog
 from segcli.engine.session import RunSession, open_session
+from segcli.engine.stopping import StopSignals, Terminated
 from segcli.errors import DataError, SegcliError
 from segcli.nn.batch import check_min_batch
 from segcli.recipe import Recipe
+
+if TYPE_CHECKING:  # the task modules load with the recipe's task, after distributed set-up
+    from segcli.engine.semantic import TaskData
 
 
 class Interrupted(SegcliError):
@@ -75,7 +80,14 @@ def fit(cfg: TrainConfig, recipe: Recipe, console: Console | None = None) -> Pat
     dist = distributed.init_distributed(use_cuda=device.type == "cuda")
     try:
         return _fit(cfg, recipe, console, device, dist)
+    except SegcliError as exc:  # shown as one line: drop the frames, which hold the model
+        exc.__context__ = None
+        raise exc.with_traceback(None) from None
     finally:
+        # The DDP model must be freed before its process group is destroyed, or its threads
+        # abort the process at exit; cyclic garbage (matplotlib's first import leaves some)
+        # can still hold frames of _fit, hence the collection.
+        gc.collect()
         distributed.shutdown()
 
 
@@ -118,22 +130,9 @@ def _fit(cfg, recipe, console, device, dist) -> Path:
         _restore(session.resume_payload, model, optimizer, scheduler, scaler, state)
         log.info(f"resumed from {session.resume_path} at iteration {state.iteration}/{total}")
     trainer = Trainer(
-        cfg,
-        recipe,
-        task,
-        data,
-        model,
-        optimizer,
-        scheduler,
-        scaler,
-        precision,
-        device,
-        dist,
-        session,
-        log,
-        total,
-        steps_per_epoch,
-    )
+        cfg, recipe, task, data, model, optimizer, scheduler, scaler, precision, device, dist,
+        session, log, total,
+    )  # fmt: skip
     if session.resume_payload is not None:
         trainer.saved_iteration = state.iteration
     log.start(cfg, dist, device, precision, total, len(data.train), session.run_dir)
@@ -211,44 +210,34 @@ def _restore(payload, model, optimizer, scheduler, scaler, state: Progress) -> N
     checkpoint.set_rng_state(payload["rng"])
 
 
+@dataclass
 class Trainer:
     """Holds what the loop needs so train_one_epoch stays a short, readable function."""
 
-    def __init__(
-        self,
-        cfg,
-        recipe,
-        task,
-        data,
-        model,
-        optimizer,
-        scheduler,
-        scaler,
-        precision,
-        device,
-        dist,
-        session: RunSession,
-        log,
-        total,
-        steps_per_epoch,
-    ):
-        self.cfg, self.recipe, self.task, self.data = cfg, recipe, task, data
-        self.model, self.optimizer, self.scheduler, self.scaler = (
-            model,
-            optimizer,
-            scheduler,
-            scaler,
-        )
-        self.precision, self.device, self.dist, self.session = precision, device, dist, session
-        self.log, self.total, self.steps_per_epoch = log, total, steps_per_epoch
-        self.metrics_log = MetricsLog(session.run_dir / "metrics.jsonl")
-        self.stop_requested = False
-        self.last_val: dict | None = None
-        self.saved_iteration: int | None = None
+    cfg: TrainConfig
+    recipe: Recipe
+    task: ModuleType  # segcli.engine.semantic or .instance (tasks.get)
+    data: TaskData
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    precision: Precision
+    device: torch.device
+    dist: distributed.DistInfo
+    session: RunSession
+    log: reporting.Reporter
+    total: int
+    saved_iteration: int | None = None  # the iteration last.pt holds, once written
+    last_val: dict | None = None
+
+    def __post_init__(self):
+        self.metrics_log = MetricsLog(self.session.run_dir / "metrics.jsonl")
+        self.stop = StopSignals(self.log.warn)
 
     def run(self, loader, state: Progress) -> None:
         started = time.perf_counter()
-        with self._signal_handlers(), self.log.progress(self.total, state.iteration) as bar:
+        with self.stop.installed(), self.log.progress(self.total, state.iteration) as bar:
             try:
                 while state.iteration < self.total:
                     loader.sampler.start_at(state.epoch, state.batch_in_epoch * self.cfg.batch_size)
@@ -262,6 +251,10 @@ class Trainer:
                     raise
                 raise SegcliError(
                     f"a peer rank stopped ({_first_line(exc)}); {self._kept()}"
+                ) from None
+            except Terminated:
+                raise SegcliError(
+                    f"stopped by SIGTERM (torchrun stops every rank when one fails); {self._kept()}"
                 ) from None
         if self.last_val is None or self.last_val["iter"] != state.iteration:
             self.validate(state)
@@ -301,7 +294,7 @@ class Trainer:
             state.iteration += 1
             self._after_step(state, losses_sum, bar)
             losses_sum, poisoned = {}, False
-            if self.stop_requested:
+            if self.stop.requested:
                 self._interrupt(state)
             if state.iteration >= self.total:
                 return False
@@ -398,41 +391,6 @@ class Trainer:
             f"written; resume with: {self.session.resume_command()}"
         )
 
-    @contextlib.contextmanager
-    def _signal_handlers(self):
-        """Ctrl-C stops after the current iteration with last.pt written; SIGTERM (a launcher
-        stopping every rank because one failed) stops at once, keeping the last last.pt."""
-        if not self._main_thread():
-            yield
-            return
-        previous = {
-            sig: signal.signal(sig, handler)
-            for sig, handler in (
-                (signal.SIGINT, self._on_sigint),
-                (signal.SIGTERM, self._on_sigterm),
-            )
-        }
-        try:
-            yield
-        except BaseException:
-            # Going down: the launcher's SIGTERM must not cut the one-line error short.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            signal.signal(signal.SIGINT, previous[signal.SIGINT])
-            raise
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    def _on_sigint(self, signum, frame) -> None:
-        if self.stop_requested:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.stop_requested = True
-        self.log.warn("Ctrl-C: finishing this iteration and writing last.pt (again to abort)")
-
-    def _on_sigterm(self, signum, frame) -> None:
-        raise SegcliError(
-            f"stopped by SIGTERM (torchrun stops every rank when one fails); {self._kept()}"
-        )
-
     def _kept(self) -> str:
         path = self.session.run_dir / "last.pt"
         if self.saved_iteration is None:
@@ -441,9 +399,3 @@ class Trainer:
             f"{path} (iteration {self.saved_iteration}) is intact; resume with: "
             f"{self.session.resume_command()}"
         )
-
-    @staticmethod
-    def _main_thread() -> bool:
-        import threading
-
-        return threading.current_thread() is threading.main_thread()

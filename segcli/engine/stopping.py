@@ -1,0 +1,57 @@
+"""How a training run reacts to signals: Ctrl-C stops after the current iteration with last.pt
+written (a second Ctrl-C stops at once); SIGTERM (a launcher stopping every rank because one
+failed) stops at once, keeping the last last.pt.
+
+StopSignals holds no reference to the trainer: a cycle through it would keep the DDP model
+alive past the process group's destruction, and its threads then abort the process at exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable
+
+
+class Terminated(Exception):
+    """SIGTERM arrived; the trainer turns it into a one-line error saying what was kept."""
+
+
+class StopSignals:
+    """`requested` turns True on the first Ctrl-C (after a `warn`ing); SIGTERM raises
+    Terminated."""
+
+    def __init__(self, warn: Callable[[str], None]):
+        self.requested = False
+        self._warn = warn
+
+    @contextlib.contextmanager
+    def installed(self):
+        """The handlers for the duration of the block (only the main thread may set them)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {
+            signal.SIGINT: signal.signal(signal.SIGINT, self._on_sigint),
+            signal.SIGTERM: signal.signal(signal.SIGTERM, _on_sigterm),
+        }
+        try:
+            yield
+        except BaseException:
+            # Going down: the launcher's SIGTERM must not cut the one-line error short.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, previous[signal.SIGINT])
+            raise
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+        self._warn("Ctrl-C: finishing this iteration and writing last.pt (again to abort)")
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated
