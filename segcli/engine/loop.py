@@ -112,14 +112,9 @@ def _fit(cfg, recipe, console, device, dist) -> Path:
     model = _prepare_model(model, cfg, device, dist, session, log)
     optimizer = build_optimizer(linear_scaled_lr(cfg, dist.world_size, log), model)
     loader = train_loader(
-        data.train,
-        cfg.batch_size,
-        cfg.workers,
-        cfg.seed,
-        dist.rank,
-        dist.world_size,
+        data.train, cfg.batch_size, cfg.workers, cfg.seed, dist.rank, dist.world_size,
         data.collate_fn,
-    )
+    )  # fmt: skip
     steps_per_epoch = len(loader.sampler) // cfg.batch_size // cfg.accumulate
     total = cfg.iters or cfg.epochs * steps_per_epoch
     scheduler = build_scheduler(cfg, optimizer, total)
@@ -155,14 +150,10 @@ def _check_split_sizes(cfg, data, dist) -> None:
 def _prepare_model(model, cfg, device, dist, session, log):
     if cfg.weights:
         loaded, skipped = checkpoint.load_matching(model, cfg.weights)
+        named = f" ({', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''})"
         log.info(
             f"--weights {cfg.weights}: loaded {len(loaded)} tensors, kept "
-            f"{len(skipped)} as initialised"
-            + (
-                f" ({', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''})"
-                if skipped
-                else ""
-            )
+            f"{len(skipped)} as initialised{named if skipped else ''}"
         )
     if cfg.sync_bn and dist.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
