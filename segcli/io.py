@@ -30,20 +30,26 @@ def _temp_beside(path: Path, suffix: str) -> tuple[int, str]:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file beside `path`; on success it replaces `path` atomically."""
-    path = Path(path)
-    fd, tmp = _temp_beside(path, ".tmp")
+def _replacing(path: Path, suffix: str) -> Iterator[tuple[int, str]]:
+    """(fd, name) of a temporary file beside `path`, moved onto `path` when the block ends
+    without an error and removed when it raises."""
+    fd, tmp = _temp_beside(path, suffix)
     try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield fd, tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside `path`; on success it replaces `path` atomically."""
+    with _replacing(Path(path), ".tmp") as (fd, _), os.fdopen(fd, mode) as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], mode: str = "wb") -> None:
@@ -57,17 +63,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary file name beside `path`, with its suffix, for writers that want a name
     rather than a file object (OpenCV's VideoWriter); moved onto `path` on success."""
     path = Path(path)
-    fd, tmp = _temp_beside(path, path.suffix)
-    os.close(fd)
-    try:
+    with _replacing(path, path.suffix) as (fd, tmp):
+        os.close(fd)
         yield Path(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def read_json(path: str | os.PathLike, what: str) -> Any:
