@@ -69,7 +69,7 @@ def test_the_model_is_freed_before_the_process_group_is_destroyed(
 ):
     """Finished or stopped by an error: a reference cycle through the trainer once kept the DDP
     model alive past destroy_process_group, and its threads then aborted about one two-process
-    run in nine at exit ("terminate called without an active exception")."""
+    run in eight at exit ("terminate called without an active exception")."""
     models, alive_at_shutdown = [], []
     place_model, shutdown = loop.place_model, distributed.shutdown
 

@@ -120,16 +120,15 @@ def _fit(cfg, recipe, console, device, dist) -> Path:
     scheduler = build_scheduler(cfg, optimizer, total)
     precision = select_precision(device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=precision.needs_scaler)
-    state = Progress()
+    state, saved_iteration = Progress(), None
     if session.resume_payload is not None:
         _restore(session.resume_payload, model, optimizer, scheduler, scaler, state)
         log.info(f"resumed from {session.resume_path} at iteration {state.iteration}/{total}")
+        saved_iteration = state.iteration
     trainer = Trainer(
         cfg, recipe, task, data, model, optimizer, scheduler, scaler, precision, device, dist,
-        session, log, total,
+        session, log, total, saved_iteration,
     )  # fmt: skip
-    if session.resume_payload is not None:
-        trainer.saved_iteration = state.iteration
     log.start(cfg, dist, device, precision, total, len(data.train), session.run_dir)
     trainer.run(loader, state)
     return session.run_dir
