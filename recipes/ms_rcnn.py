@@ -11,7 +11,9 @@ only. At inference the mask score is the classification score times the predicte
 
 torchvision keeps the mask logits local inside RoIHeads.forward, so MaskScoringRoIHeads
 subclasses RoIHeads and rebuilds forward from its methods and module-level functions
-(fastrcnn_loss, maskrcnn_loss, maskrcnn_inference, project_masks_on_boxes).
+(fastrcnn_loss, maskrcnn_loss, project_masks_on_boxes). At inference the masks are the target
+class's probabilities that the MaskIoU head takes anyway, as maskrcnn_inference would give them,
+without a sigmoid over every class's logits.
 
 Choices the paper leaves open: the predicted MaskIoU is clamped to [0, 1] at inference (an IoU
 lies there; scores stay non-negative) and detections are re-sorted by the calibrated score;
@@ -26,7 +28,6 @@ from torch import nn
 from torchvision.models.detection.roi_heads import (
     RoIHeads,
     fastrcnn_loss,
-    maskrcnn_inference,
     maskrcnn_loss,
     project_masks_on_boxes,
 )
@@ -153,14 +154,14 @@ class MaskScoringRoIHeads(RoIHeads):
         return self._detect(features, proposals, image_shapes), {}
 
     def _mask_branch(self, features, boxes, image_shapes, labels):
-        """Mask logits [R, K, M, M], the target class's logits [R, M, M] and its predicted
-        MaskIoU [R] for the boxes (a list per image) with their labels."""
+        """Mask logits [R, K, M, M], the target class's mask probabilities [R, M, M] and its
+        predicted MaskIoU [R] for the boxes (a list per image) with their labels."""
         roi = self.mask_roi_pool(features, boxes, image_shapes)
         logits = self.mask_predictor(self.mask_head(roi))
         labels = torch.cat(labels)
         index = torch.arange(len(labels), device=labels.device)
-        own = logits[index, labels]
-        return logits, own, self.maskiou_head(roi, own.sigmoid()[:, None])[index, labels]
+        probs = logits[index, labels].sigmoid()
+        return logits, probs, self.maskiou_head(roi, probs[:, None])[index, labels]
 
     def _train_losses(self, features, proposals, image_shapes, targets) -> dict:
         proposals, matched, labels, regression = self.select_training_samples(proposals, targets)
@@ -174,8 +175,8 @@ class MaskScoringRoIHeads(RoIHeads):
         matched = [m[i] for m, i in zip(matched, positive)]
         pos_labels = [lab[i] for lab, i in zip(labels, positive)]
         gt_masks, gt_labels = [t["masks"] for t in targets], [t["labels"] for t in targets]
-        logits, own, ious = self._mask_branch(features, boxes, image_shapes, pos_labels)
-        target = maskiou_targets(own.detach().sigmoid(), boxes, gt_masks, matched)
+        logits, probs, ious = self._mask_branch(features, boxes, image_shapes, pos_labels)
+        target = maskiou_targets(probs.detach(), boxes, gt_masks, matched)
         return {
             "loss_classifier": loss_classifier,
             "loss_box_reg": loss_box_reg,
@@ -190,9 +191,9 @@ class MaskScoringRoIHeads(RoIHeads):
         boxes, scores, labels = self.postprocess_detections(
             class_logits, box_regression, proposals, image_shapes
         )
-        logits, _, ious = self._mask_branch(features, boxes, image_shapes, labels)
-        masks = maskrcnn_inference(logits, labels)
-        ious = ious.clamp(0, 1).split([len(b) for b in boxes])
+        _, probs, ious = self._mask_branch(features, boxes, image_shapes, labels)
+        counts = [len(b) for b in boxes]
+        masks, ious = probs[:, None].split(counts), ious.clamp(0, 1).split(counts)
         results = []
         for b, s, lab, m, iou in zip(boxes, scores, labels, masks, ious):
             order = torch.argsort(s * iou, descending=True)
