@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segcli.errors import ConfigError
+from segcli.nn.stages import pooled_stages
 from segcli.nn.vgg import vgg16_backbone, vgg16_channels
 from segcli.recipe import Recipe
 
@@ -74,6 +75,7 @@ class DeepLabLargeFOV(nn.Module):
     """model(images [B,3,H,W]) -> logits [B,K,H,W]; scores at output stride 8."""
 
     head_modules = ("classifier",)  # section 5 (Training): 10x learning rate for the classifier
+    class_specific_modules = ("classifier",)
 
     def __init__(
         self,
@@ -89,6 +91,7 @@ class DeepLabLargeFOV(nn.Module):
         # The authors' LargeFOV prototxt: pool5a, AVE 3x3 / stride 1 / pad 1, before fc6. Caffe
         # divides by 9 at the borders too, PyTorch's count_include_pad default.
         self.pool5a = nn.AvgPool2d(3, stride=1, padding=1)
+        self.backbone_stages = (*pooled_stages("features", self.features), ("fc6", "fc7"))
         self.fc6 = _fc(vgg16_channels(width)[2], fc_channels, 3, fc6_dilation)
         self.fc7 = _fc(fc_channels, fc_channels, 1)
         self.classifier = nn.Conv2d(fc_channels, num_classes, 1)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segcli.nn.aspp import ASPPScores
-from segcli.nn.resnet import DilatedResNet
+from segcli.nn.resnet import DilatedResNet, OnDilatedResNet
 from segcli.recipe import Recipe
 
 PAPER = (
@@ -32,10 +32,11 @@ PAPER = (
 )
 
 
-class DeepLabV2(nn.Module):
+class DeepLabV2(OnDilatedResNet, nn.Module):
     """model(images [B,3,H,W]) -> logits [B,K,H,W]; scores at output stride 8."""
 
     head_modules = ("classifier",)  # section 4.1: 10x learning rate for the final classifier
+    class_specific_modules = ("classifier",)
 
     def __init__(
         self,

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segcli.nn.aspp import ASPP
-from segcli.nn.resnet import DilatedResNet
+from segcli.nn.resnet import DilatedResNet, OnDilatedResNet
 from segcli.recipe import Recipe
 
 PAPER = "Rethinking Atrous Convolution for Semantic Image Segmentation (arXiv:1706.05587)"
@@ -45,8 +45,10 @@ def build_encoder(
     return resnet, ASPP(resnet.out_channels, rates, channels, separable)
 
 
-class DeepLabV3(nn.Module):
+class DeepLabV3(OnDilatedResNet, nn.Module):
     """model(images [B,3,H,W]) -> logits [B,K,H,W]."""
+
+    class_specific_modules = ("classifier",)
 
     def __init__(
         self,

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segcli.nn.conv import conv3x3_bn_relu, conv_bn_relu
+from segcli.nn.resnet import OnDilatedResNet
 from segcli.recipe import Recipe
 from segcli.recipes.deeplab_v3 import OPTIONS as V3_OPTIONS
 from segcli.recipes.deeplab_v3 import QUICK as V3_QUICK
@@ -53,8 +54,10 @@ class Decoder(nn.Module):
         return self.refine(torch.cat([up, self.reduce(low)], dim=1))
 
 
-class DeepLabV3Plus(nn.Module):
+class DeepLabV3Plus(OnDilatedResNet, nn.Module):
     """model(images [B,3,H,W]) -> logits [B,K,H,W]."""
+
+    class_specific_modules = ("classifier",)
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from segcli.nn.init import bilinear_upsampler, pad_to_multiple
+from segcli.nn.stages import pooled_stages
 from segcli.nn.vgg import POOL3, POOL4, POOL5, vgg16_backbone, vgg16_channels
 from segcli.recipe import Recipe
 
@@ -26,6 +27,12 @@ PAPER = "Fully Convolutional Networks for Semantic Segmentation (arXiv:1411.4038
 
 class FCN(nn.Module):
     """model(images [B,3,H,W]) -> logits [B,K,H,W]; stride 32, 16 or 8 for the finest skip."""
+
+    # every layer with one channel per class (those a stride lacks are simply absent)
+    class_specific_modules = (
+        "score_fr", "score_pool4", "score_pool3", "upscore", "upscore2", "upscore16",
+        "upscore_pool4", "upscore8",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -43,6 +50,8 @@ class FCN(nn.Module):
         c3, c4, c5 = vgg16_channels(width)
         self.fc6 = _fc(c5, fc_channels, 7)
         self.fc7 = _fc(fc_channels, fc_channels, 1)
+        # conv1-5 and the convolutionalised fc6/fc7: the ImageNet classifier (section 3.1)
+        self.backbone_stages = (*pooled_stages("features", self.features), ("fc6", "fc7"))
         if fc and fc_channels == 4096:
             _load_fc(self.fc6[0], fc["weight6"], fc["bias6"])
             _load_fc(self.fc7[0], fc["weight7"], fc["bias7"])

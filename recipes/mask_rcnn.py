@@ -5,10 +5,12 @@ ResNet-FPN backbone, an RPN over five anchor scales and three aspect ratios, RoI
 3), the two-fc box head and the four-conv mask head with a per-class 28x28 sigmoid output whose
 binary cross-entropy only sees the ground-truth class's mask (section 3, L_mask).
 
-Deviations: none in the model with `--pretrained`. The paper starts from ImageNet weights
-with frozen batch norm (and the stem and res2 fixed); without `--pretrained` (the default,
-since segcli downloads nothing) the backbone trains from scratch with ordinary, trainable batch
-norm in every layer, as frozen statistics of random weights would be meaningless. The linear
+Deviations: none in the model with `--pretrained` or `--weights`. The paper starts from
+ImageNet weights with frozen batch norm (and the stem and res2 fixed), as does any run here
+that starts from ImageNet (`--pretrained`) or detection weights (`--weights`, e.g.
+`torchvision:maskrcnn_resnet50_fpn`); without either, the backbone trains from scratch with
+ordinary, trainable batch norm in every layer, as frozen statistics of random weights would be
+meaningless. The linear
 scaling of the learning rate to the batch actually used (`lr_batch_size`) is the rule the
 paper's schedule follows implicitly (16 images on 8 GPUs).
 """
@@ -27,20 +29,24 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from segcli.errors import ConfigError
 from segcli.nn.resnet import build_resnet
+from segcli.nn.stages import resnet_stages
 from segcli.recipe import Recipe
 
 PAPER = "Mask R-CNN (arXiv:1703.06870)"
 ASPECT_RATIOS = (0.5, 1.0, 2.0)  # section 3.1: 3 aspect ratios, following FPN
 
 
-def resnet_fpn(name: str, pretrained: bool, channels: int = 256) -> BackboneWithFPN:
+def resnet_fpn(
+    name: str, pretrained: bool, channels: int = 256, frozen_bn: bool = False
+) -> BackboneWithFPN:
     """torchvision's ResNet-FPN (P2-P6, 256 channels unless `channels` says otherwise). With
-    ImageNet weights (from the local torch cache) batch norm is frozen and the stem and layer1
-    stay fixed, as in the paper's Detectron; from scratch every layer trains with batch norm."""
-    norm = misc_ops.FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
+    `frozen_bn` (the default whenever a run starts from ImageNet or detection weights) batch
+    norm is frozen and the stem and layer1 stay fixed, as in the paper's Detectron; otherwise
+    every layer trains with batch norm."""
+    norm = misc_ops.FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
     # As torchvision's resnet_fpn_backbone (and its own maskrcnn_resnet50_fpn) builds it.
     net = build_resnet(name, pretrained, norm_layer=norm)
-    backbone = _resnet_fpn_extractor(net, trainable_layers=3 if pretrained else 5)
+    backbone = _resnet_fpn_extractor(net, trainable_layers=3 if frozen_bn else 5)
     if channels != backbone.out_channels:  # a narrower pyramid for the quick CPU profile
         widths = [block[0].in_channels for block in backbone.fpn.inner_blocks]
         backbone.fpn = FeaturePyramidNetwork(widths, channels, extra_blocks=LastLevelMaxPool())
@@ -61,6 +67,7 @@ def build_mask_rcnn(
     box_batch_size: int = 512,
     box_head_channels: int = 1024,
     mask_head_channels: int = 256,
+    frozen_bn: bool = False,
 ) -> MaskRCNN:
     """Mask R-CNN for `num_classes` classes (background included).
 
@@ -70,8 +77,8 @@ def build_mask_rcnn(
     if len(anchor_sizes) != 5:
         raise ConfigError(f"setting 'anchor_sizes': one size per level P2-P6, got {anchor_sizes}")
     c = mask_head_channels
-    return MaskRCNN(
-        resnet_fpn(backbone, pretrained, fpn_channels),
+    model = MaskRCNN(
+        resnet_fpn(backbone, pretrained, fpn_channels, frozen_bn),
         num_classes=None,
         min_size=min_size,
         max_size=max_size,
@@ -88,6 +95,17 @@ def build_mask_rcnn(
         mask_head=MaskRCNNHeads(fpn_channels, (c, c, c, c), 1),
         mask_predictor=MaskRCNNPredictor(c, c, num_classes),
     )
+    model.backbone_stages = resnet_stages("backbone.body")
+    model.class_specific_modules = CLASS_SPECIFIC
+    return model
+
+
+CLASS_SPECIFIC = ("roi_heads.box_predictor", "roi_heads.mask_predictor")
+
+
+def rcnn_resize(size: int) -> dict[str, int]:
+    """--img-size S: the short side S, the long side capped at the paper's 1333/800 ratio."""
+    return {"min_size": size, "max_size": round(size * 1333 / 800)}
 
 
 # Section 3.1 (Implementation Details, "Training" and "Inference") unless noted.
@@ -102,7 +120,13 @@ OPTIONS = {
     "box_batch_size": 512,  # "N is 64 for the C4 backbone and 512 for FPN", 1:3 pos:neg
     "box_head_channels": 1024,  # Figure 4 (right): the FPN box head's two 1024-d fc layers
     "mask_head_channels": 256,  # Figure 4 (right): four 3x3 convs of 256 channels, 28x28 output
+    # Section 3.1 starts from ImageNet weights with frozen batch norm (Detectron's
+    # FrozenBN); set by PRETRAINED for --pretrained and --weights, trainable from scratch.
+    "frozen_bn": False,
 }
+# A run that starts from ImageNet or COCO weights keeps their batch norm statistics, as
+# torchvision's own pretrained Mask R-CNN does (batches of 1-2 images would spoil them).
+PRETRAINED = {"frozen_bn": True}
 PAPER_DEFAULTS = {
     # "8 GPUs (so effective minibatch size is 16) ... a learning rate of 0.02 which is
     # decreased by 10 at the 120k iteration ... weight decay of 0.0001 and momentum of 0.9";
@@ -114,6 +138,7 @@ PAPER_DEFAULTS = {
     "momentum": 0.9,
     "weight_decay": 1e-4,
     "iters": 160_000,
+    "img_size": 800,  # the short side, as min_size (rcnn_resize)
     "schedule": "step",
     "lr_steps": (120_000,),
     "lr_gamma": 0.1,
@@ -132,8 +157,6 @@ QUICK = {
     "backbone": "resnet18",
     "fpn_channels": 64,
     "img_size": 96,
-    "min_size": 96,
-    "max_size": 96,
     "anchor_sizes": (16, 32, 64, 128, 256),
     "rpn_proposals_train": 200,
     "rpn_proposals_test": 100,
@@ -163,5 +186,7 @@ RECIPES = [
         defaults=PAPER_DEFAULTS,
         options=OPTIONS,
         quick=QUICK,
+        resize_options=rcnn_resize,
+        pretrained_options=PRETRAINED,
     ),
 ]

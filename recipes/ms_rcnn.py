@@ -34,10 +34,13 @@ from torchvision.models.detection.roi_heads import (
 
 from segcli.recipe import Recipe
 from segcli.recipes.mask_rcnn import (
+    CLASS_SPECIFIC,
     OPTIONS,
     PAPER_DEFAULTS,
+    PRETRAINED,
     QUICK,
     build_mask_rcnn,
+    rcnn_resize,
 )
 
 PAPER = "Mask Scoring R-CNN (arXiv:1903.00241)"
@@ -223,6 +226,8 @@ def build_ms_rcnn(num_classes: int, pretrained: bool = False, **options) -> nn.M
         widths["box_head_channels"],
     )
     model.roi_heads = MaskScoringRoIHeads(model.roi_heads, head)
+    # Mask R-CNN weights have no MaskIoU head: it starts as initialised, as a new head should.
+    model.class_specific_modules = (*CLASS_SPECIFIC, "roi_heads.maskiou_head")
     return model
 
 
@@ -245,5 +250,7 @@ RECIPES = [
         defaults=DEFAULTS,
         options=OPTIONS,
         quick=QUICK,
+        resize_options=rcnn_resize,
+        pretrained_options=PRETRAINED,
     ),
 ]

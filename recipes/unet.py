@@ -38,6 +38,8 @@ def _double_conv(cin: int, cout: int) -> nn.Sequential:
 class UNet(nn.Module):
     """model(images [B,3,H,W]) -> logits [B,K,H,W]; `base` channels at the top level (64)."""
 
+    class_specific_modules = ("classifier",)
+
     def __init__(self, num_classes: int, base: int = 64, pretrained: bool = False):
         super().__init__()
         if pretrained:
@@ -59,6 +61,7 @@ class UNet(nn.Module):
         )
         self.classifier = nn.Conv2d(widths[0], num_classes, 1)
         he_normal_(self)
+        self.backbone_stages = tuple((f"down.{i}",) for i in range(5))  # the contracting path
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         h, w = images.shape[-2:]

@@ -39,6 +39,7 @@ from torchvision.ops import batched_nms, box_iou
 from segcli.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from segcli.errors import ConfigError
 from segcli.nn.fpn import conv_relu, resnet_fpn_p3p7
+from segcli.nn.stages import resnet_stages
 from segcli.ops import fast_nms
 from segcli.ops.boxes import SSD_BOX_CODER, crop_masks, grid_anchors
 from segcli.recipe import Recipe
@@ -151,6 +152,8 @@ class Yolact(nn.Module):
         self.semantic = nn.Conv2d(fpn_channels, num_classes - 1, 1)
         self.matcher = Matcher(POS_IOU, NEG_IOU, allow_low_quality_matches=True)
         self._anchor_cache: dict = {}
+        self.backbone_stages = resnet_stages("backbone.body")
+        self.class_specific_modules = ("head.cls", "semantic")
 
     def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None):
         x = self.transform(images)
@@ -333,7 +336,6 @@ PAPER_DEFAULTS = {
 # Adam with poly decay, so a 2-core CPU reaches mask AP > 0.4 within the 15-minute budget.
 QUICK = {
     "backbone": "resnet18",
-    "size": 128,
     "img_size": 128,
     "anchor_scales": SCALES,
     "fpn_channels": 64,
@@ -357,6 +359,13 @@ OPTIONS = {
     "nms": "fast",
 }
 
+
+def square_resize(size: int) -> dict:
+    """--img-size S: the network's S x S input (section 6: 550 x 550), the anchors scaled with
+    it as the reference code's YOLACT-400 and -700 configs do."""
+    return {"size": size, "anchor_scales": tuple(round(s * size / PAPER_SIZE) for s in SCALES)}
+
+
 RECIPES = [
     Recipe(
         name="yolact",
@@ -366,6 +375,7 @@ RECIPES = [
         defaults=PAPER_DEFAULTS,
         options=OPTIONS,
         quick=QUICK,
+        resize_options=square_resize,
     ),
     Recipe(
         name="yolact_r50",
@@ -375,5 +385,6 @@ RECIPES = [
         defaults=PAPER_DEFAULTS,
         options={**OPTIONS, "backbone": "resnet50"},
         quick=QUICK,
+        resize_options=square_resize,
     ),
 ]

@@ -79,7 +79,10 @@ def train_command(
     ] = None,
     iters: Annotated[int | None, typer.Option(help="Optimizer steps; overrides --epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per step and process.")] = None,
-    img_size: Annotated[int | None, typer.Option(help="Training crop / resize size.")] = None,
+    img_size: Annotated[
+        int | None,
+        typer.Option(help="Training crop (semantic); the network's input size (instance)."),
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="Base learning rate.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
     amp: Annotated[
@@ -96,19 +99,34 @@ def train_command(
     resume: Annotated[
         str | None, typer.Option(help="auto (the --out run) or a last.pt path.")
     ] = None,
-    weights: Annotated[str | None, typer.Option(help="Initial weights (matching layers).")] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Initial weights: a segcli checkpoint, a state dict file, or torchvision:NAME "
+            "(e.g. torchvision:maskrcnn_resnet50_fpn); tensors of another shape are skipped."
+        ),
+    ] = None,
     pretrained: Annotated[
         bool | None,
         typer.Option(
-            "--pretrained/--no-pretrained", help="ImageNet backbone from the torch cache."
+            "--pretrained/--no-pretrained",
+            help="ImageNet backbone (downloaded into the torch cache unless SEGCLI_OFFLINE=1).",
+        ),
+    ] = None,
+    freeze: Annotated[
+        str | None,
+        typer.Option(
+            help="none, heads (train only what follows the backbone body) or N (the first N "
+            "backbone stages, 1 = the stem)."
         ),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="key=value overrides.")] = None,
 ):
     """Train RECIPE (no --data: on the built-in shapes data)."""
-    from segcli.config import resolve_config
     from segcli.engine.loop import fit
+    from segcli.engine.reporting import Reporter
+    from segcli.engine.resume import resolve_training
     from segcli.recipe import get_recipe
 
     chosen = get_recipe(recipe)
@@ -128,9 +146,11 @@ def train_command(
         resume=resume,
         weights=weights,
         pretrained=pretrained,
+        freeze=freeze,
         seed=seed,
     )
-    fit(resolve_config(chosen, flags, set_ or []), chosen, console)
+    cfg, resume_point = resolve_training(chosen, flags, set_ or [], Reporter(console))
+    fit(cfg, chosen, console, resume_point)
 
 
 CRF_HELP = "Dense CRF refinement (DeepLab v1/v2); needs the crf extra (pydensecrf2)."
@@ -288,11 +308,19 @@ def check_command(
     data: Annotated[str, typer.Option(help="Dataset folder to check.")],
     num_classes: Annotated[int | None, typer.Option(help="Classes (default: dataset's).")] = None,
     ignore_index: Annotated[int, typer.Option(help="Label value that is ignored.")] = 255,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="How train reads the data: binary, ignore_index, num_classes, via_attribute.",
+        ),
+    ] = None,
 ):
-    """The label doctor: find label problems before any GPU time (exit 1 if errors)."""
+    """The label doctor: find label problems before any GPU time (exit 1 if errors). Reads
+    every format --data does; instance data is checked through its class map."""
     from segcli.engine.check import run_check
 
-    report = run_check(data, num_classes, ignore_index, console)
+    report = run_check(data, num_classes, ignore_index, console, set_ or [])
     if report.errors:
         raise typer.Exit(1)
 

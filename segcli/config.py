@@ -32,7 +32,7 @@ class TrainConfig:
     epochs: int = 1
     iters: int | None = None  # optimizer steps; overrides epochs
     batch_size: int = 8
-    img_size: int = 512  # training crop (semantic) or resize target (instance)
+    img_size: int = 512  # training crop (semantic); the network's input size (instance)
     optimizer: str = "sgd"  # sgd | adamw | adam
     lr: float = 0.01
     # > 0: `lr` is for this many images per step and is scaled linearly to the actual batch
@@ -65,9 +65,11 @@ class TrainConfig:
     resume: str | None = None
     weights: str | None = None
     pretrained: bool = False
+    freeze: str = "none"  # none | heads | N (the first N backbone stages): engine/freeze.py
     seed: int = 0
     ignore_index: int = 255
     binary: bool = False  # masks of 0/255 mean background/foreground
+    via_attribute: str | None = None  # VIA data: the region attribute holding the class
     skip_nonfinite: bool = False
     sync_bn: bool = False
     shapes_train: int = 2000  # built-in data: images per split
@@ -90,19 +92,28 @@ def resolve_config(
     sets: Iterable[str] = (),
     *,
     quick: bool = True,
+    base: TrainConfig | None = None,
 ) -> TrainConfig:
     """Merge the layers for `recipe`; `flags` holds command-line values (None = not given).
 
     `quick`: apply the recipe's quick profile when the data is the built-in one; False gives
-    the paper's settings whatever the data.
+    the paper's settings whatever the data. `base`: a saved run's config, which replaces the
+    defaults, the recipe's layers and the quick profile (a resumed run).
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     overrides = parse_sets(sets, recipe)
-    data = overrides.get("data", flags.get("data", BUILTIN_DATA))
-    profile = recipe.quick if quick and data == BUILTIN_DATA else {}
-    layers = [recipe.defaults, profile, flags, overrides]
+    if base is None:
+        data = overrides.get("data", flags.get("data", BUILTIN_DATA))
+        profile = recipe.quick if quick and data == BUILTIN_DATA else {}
+        warm = any(layer.get(k) for layer in (flags, overrides) for k in ("weights", "pretrained"))
+        layers = [recipe.defaults, profile, recipe.pretrained_options if warm else {}]
+    else:
+        saved = base.to_dict()
+        model = saved.pop("model")
+        layers = [{k: v for k, v in saved.items() if k in FIELDS}, model]
     values: dict[str, Any] = {}
     options = dict(recipe.options)
+    layers = [with_resize_options(layer, recipe) for layer in [*layers, flags, overrides]]
     for layer in layers:
         for key, value in layer.items():
             if key in recipe.options:
@@ -111,7 +122,32 @@ def resolve_config(
                 values[key] = _coerce(key, value, _HINTS[key], FIELDS[key].default)
             else:
                 raise ConfigError(_unknown_key(key, recipe))
+    check_freeze(values.get("freeze", "none"))
+    if _last_layer_setting(layers, "epochs") > _last_layer_setting(layers, "iters"):
+        values["iters"] = None  # --epochs given above the layer that counted iterations
     return TrainConfig(recipe=recipe.name, model=options, **values)
+
+
+def _last_layer_setting(layers: Sequence[Mapping[str, Any]], key: str) -> int:
+    """Index of the last layer that sets `key` (-1: none); `iters` set to None counts not."""
+    found = [i for i, layer in enumerate(layers) if layer.get(key) is not None]
+    return found[-1] if found else -1
+
+
+def with_resize_options(layer: Mapping[str, Any], recipe: Recipe) -> Mapping[str, Any]:
+    """`layer` plus, where it sets `img_size`, the model options that make the network run at
+    that size (the recipe's `resize_options`), unless the layer sets them itself."""
+    if recipe.resize_options is None or "img_size" not in layer:
+        return layer
+    size = _coerce("img_size", layer["img_size"], int, None)
+    return {**recipe.resize_options(size), **layer}
+
+
+def check_freeze(value: str) -> None:
+    if value not in ("none", "heads") and not (value.isdigit() and int(value) >= 0):
+        raise ConfigError(
+            f"setting 'freeze': expected none, heads or a number of backbone stages, got {value!r}"
+        )
 
 
 def parse_sets(sets: Iterable[str], recipe: Recipe) -> dict[str, Any]:
@@ -123,11 +159,31 @@ def parse_sets(sets: Iterable[str], recipe: Recipe) -> dict[str, Any]:
             raise ConfigError(f"--set '{item}': expected key=value")
         if key not in FIELDS and key not in recipe.options:
             raise ConfigError(_unknown_key(key, recipe))
-        try:
-            parsed[key] = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
-            parsed[key] = raw.strip()
+        parsed[key] = _literal(raw)
     return parsed
+
+
+def parse_field_sets(sets: Iterable[str], allowed: Sequence[str], command: str) -> dict[str, Any]:
+    """`key=value` strings naming only the settings in `allowed` (what `command` uses), each
+    checked against its declared type."""
+    parsed = {}
+    for item in sets:
+        key, raw = split_setting(item)
+        if raw is None or not key:
+            raise ConfigError(f"--set '{item}': expected key=value")
+        if key not in allowed:
+            hint = close_match_hint(key, allowed)
+            raise ConfigError(f"--set {key}: {command} takes {', '.join(allowed)}{hint}")
+        parsed[key] = _coerce(key, _literal(raw), _HINTS[key], FIELDS[key].default)
+    return parsed
+
+
+def _literal(raw: str) -> Any:
+    """A `--set` value: a Python literal, else the text itself."""
+    try:
+        return ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        return raw.strip()
 
 
 def split_setting(item: str) -> tuple[str, str | None]:
@@ -166,12 +222,6 @@ def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
         if key in known:
             known[key] = tuple(known[key])
     return TrainConfig(**known)
-
-
-def config_diff(old: TrainConfig, new: TrainConfig) -> list[str]:
-    """Lines `key: old -> new` for every setting that differs."""
-    a, b = old.to_dict(), new.to_dict()
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in b if a.get(k) != b.get(k)]
 
 
 def _unknown_key(key: str, recipe: Recipe) -> str:

@@ -27,6 +27,11 @@ class Recipe:
         the recipe in minutes; never applied to user data.
     criterion(outputs, target, ignore_index) -> dict of named losses (semantic recipes only;
         None means pixel-wise cross-entropy).
+    resize_options(size) -> the model options that make a model which resizes its own input
+        run at `size` (`--img-size`), the first of them holding `size` itself (YOLACT's
+        `size`, an R-CNN's `min_size`); None for models that take their input as it is.
+    pretrained_options: model options for a run that starts from published or earlier weights
+        (`--pretrained`, `--weights`), e.g. the R-CNNs' frozen batch norm.
     """
 
     name: str
@@ -37,6 +42,8 @@ class Recipe:
     options: Mapping[str, Any] = field(default_factory=dict)
     quick: Mapping[str, Any] = field(default_factory=dict)
     criterion: Callable[..., dict] | None = None
+    resize_options: Callable[[int], dict[str, Any]] | None = None
+    pretrained_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.task not in TASKS:

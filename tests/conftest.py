@@ -131,3 +131,7 @@ def voc_dir(tmp_path) -> Path:
     (sets / "val.txt").write_text("\n".join(stems[6:]) + "\n")
     (root / "class_names.txt").write_text("_background_\nbright\nbrighter")
     return root
+
+
+# Tests never touch the network: pretrained weights come from a temporary TORCH_HOME.
+os.environ["SEGCLI_OFFLINE"] = "1"

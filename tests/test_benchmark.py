@@ -101,10 +101,11 @@ def test_network_runs_at_the_img_size(cli, in_tmp, recipe, options, net_size):
 
 def test_size_options_follow_img_size_unless_set():
     mask_rcnn, yolact, fcn = (get_recipe(n) for n in ("mask_rcnn", "yolact", "fcn8s"))
-    assert size_sets(mask_rcnn, 550, set()) == {"min_size": 550, "max_size": 1333}
-    assert size_sets(mask_rcnn, 2000, set()) == {"min_size": 2000, "max_size": 2000}
+    # the long side capped at the paper's 1333 / 800 ratio
+    assert size_sets(mask_rcnn, 550, set()) == {"min_size": 550, "max_size": 916}
+    assert size_sets(mask_rcnn, 2000, set()) == {"min_size": 2000, "max_size": 3332}
     assert size_sets(mask_rcnn, 550, {"max_size"}) == {"min_size": 550}
-    assert size_sets(mask_rcnn, 550, {"min_size"}) == {}
+    assert size_sets(mask_rcnn, 550, {"min_size"}) == {"max_size": 916}
     assert size_sets(mask_rcnn, None, set()) == {}
     assert size_sets(yolact, 400, set()) == {"size": 400} and size_sets(yolact, 400, {"size"}) == {}
     assert size_sets(fcn, 400, set()) == {}

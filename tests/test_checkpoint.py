@@ -5,6 +5,7 @@ import torch
 
 from segcli import io
 from segcli.engine import checkpoint
+from segcli.engine.weights import load_weights, read_weights
 from segcli.errors import DataError
 from segcli.recipe import get_recipe
 
@@ -60,7 +61,7 @@ def test_resume_continues_exactly_where_it_stopped(cli, in_tmp):
     assert cli("train", "fcn8s", *common, "--iters", "4", "--out", "split").exit_code == 0
     result = cli("train", "fcn8s", *common, "--iters", "7", "--out", "split", "--resume", "auto")
     assert result.exit_code == 0, result.output
-    assert "resumed from" in result.output and "iters: 4 -> 7" in result.output
+    assert "resumed from" in result.output and "resuming with iters: 4 -> 7" in result.output
     a = checkpoint.load(in_tmp / "straight/last.pt")["model"]
     b = checkpoint.load(in_tmp / "split/last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -85,7 +86,8 @@ def test_staged_weights_load_matching_layers(tmp_path):
     path = tmp_path / "w.pt"
     torch.save({"model": fcn32.state_dict()}, path)
     fcn16 = get_recipe("fcn16s").build_model(4, width=0.125, fc_channels=32)
-    loaded, skipped = checkpoint.load_matching(fcn16, path)
+    report = load_weights(fcn16, read_weights(str(path)), str(path))
+    loaded, skipped = report.loaded, report.skipped
     assert "fc6.0.weight" in loaded and "score_fr.weight" in loaded
     assert set(skipped) == {
         "score_pool4.weight",
@@ -95,4 +97,4 @@ def test_staged_weights_load_matching_layers(tmp_path):
     }
     assert torch.equal(fcn16.state_dict()["fc7.0.weight"], fcn32.state_dict()["fc7.0.weight"])
     with pytest.raises(DataError, match="not found"):
-        checkpoint.load_matching(fcn16, tmp_path / "missing.pt")
+        read_weights(str(tmp_path / "missing.pt"))

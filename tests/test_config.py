@@ -2,7 +2,8 @@
 
 import pytest
 
-from segcli.config import TrainConfig, config_diff, config_from_dict, resolve_config
+from segcli.config import TrainConfig, config_from_dict, resolve_config
+from segcli.engine.resume import settings_diff
 from segcli.errors import ConfigError
 from segcli.recipe import Recipe, get_recipe
 
@@ -63,4 +64,4 @@ def test_round_trip_and_diff():
     again = config_from_dict(cfg.to_dict())
     assert again == cfg
     changed = resolve_config(dummy_recipe(), {"lr": 0.01})
-    assert config_diff(cfg, changed) == ["lr: 0.5 -> 0.01", "lr_steps: (10, 20) -> ()"]
+    assert settings_diff(cfg, changed) == [("lr", 0.5, 0.01), ("lr_steps", (10, 20), ())]

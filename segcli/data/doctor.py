@@ -15,6 +15,7 @@ import numpy as np
 
 from segcli.data.images import exif_rotation
 from segcli.data.labels import (
+    binary_ids,
     binary_problem,
     out_of_range_problem,
     scaled_ids_problem,
@@ -53,17 +54,20 @@ def diagnose(
     ignore_index: int = 255,
     splits: tuple[str, ...] = ("train", "val"),
     progress: Callable[[int, int], None] | None = None,
+    binary: bool = False,
+    via_attribute: str | None = None,
 ) -> Report:
-    """Check every sample of the given splits of `data` (a dataset folder)."""
-    sources = {split: open_source(data, split) for split in splits}
-    names = class_names_for(sources[splits[0]], num_classes, ignore_index)
+    """Check every sample of the given splits of `data` (a dataset folder, of any format
+    `--data` reads: instance formats are checked through their class maps)."""
+    sources = {s: open_source(data, s, via_attribute=via_attribute) for s in splits}
+    names = class_names_for(sources[splits[0]], num_classes, ignore_index, binary)
     k = len(names)
     report = Report(names, pixels=np.zeros(k, np.int64), image_counts=np.zeros(k, np.int64))
     total = sum(len(s) for s in sources.values())
     for source in sources.values():
         for index in range(len(source)):
             report.images += 1
-            for finding in inspect_sample(source, index, k, ignore_index, report):
+            for finding in inspect_sample(source, index, k, ignore_index, report, binary):
                 report.findings.append(finding)
             if progress:
                 progress(report.images, total)
@@ -86,6 +90,8 @@ def inspect_sample(
         return [Finding(ERROR, _kind_of(problem), path, problem + _fix_unreadable(problem))]
     mask_path = str(sample.get("mask_path", sample["name"]))
     image, mask = sample["image"], sample["mask"]
+    if binary:  # what training reads (SemanticSamples)
+        mask = binary_ids(mask)
     findings = _orientation_findings(sample, image.shape, mask.shape)
     problem = size_problem(mask.shape, image.shape)
     if problem:

@@ -101,11 +101,8 @@ def open_image_mask_folder(root: Path, split: str, val_fraction: float = 0.1) ->
     if list_file.is_file():
         wanted = {line.strip() for line in list_file.read_text().splitlines() if line.strip()}
         return PairedFolder([p for p in pairs if p[0].stem in wanted], names)
-    rank = [zlib.crc32(p[0].stem.encode()) % 1000 for p in pairs]
-    in_val = [r < val_fraction * 1000 for r in rank]
-    if len(pairs) > 1 and not any(in_val):  # small folders still get one val image
-        in_val[rank.index(min(rank))] = True
-    return PairedFolder([p for p, v in zip(pairs, in_val) if v == (split == "val")], names)
+    chosen = hash_split([p[0].stem for p in pairs], split, val_fraction)
+    return PairedFolder([p for p, keep in zip(pairs, chosen) if keep], names)
 
 
 def pair_by_stem(images: Path, masks: Path) -> list[tuple[Path, Path]]:
@@ -131,3 +128,13 @@ def _find_image(folder: Path, stem: str) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def hash_split(stems: list[str], split: str, val_fraction: float = 0.1) -> list[bool]:
+    """Which of `stems` belong to `split`: a deterministic hash of each stem puts about
+    `val_fraction` of them in val (at least one when there are two or more)."""
+    rank = [zlib.crc32(stem.encode()) % 1000 for stem in stems]
+    in_val = [r < val_fraction * 1000 for r in rank]
+    if len(stems) > 1 and not any(in_val):  # small folders still get one val image
+        in_val[rank.index(min(rank))] = True
+    return [v == (split == "val") for v in in_val]

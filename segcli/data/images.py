@@ -51,6 +51,17 @@ def _too_large(exc: Exception) -> str:
     return f"image too large to decode ({detail})"
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) as segcli shows the image (EXIF orientation applied), from its header."""
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            turned = im.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8)  # width and height swap
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: cannot decode image ({exc.__class__.__name__})") from None
+    return (width, height) if turned else (height, width)
+
+
 def exif_rotation(path: str | Path) -> int | None:
     """The EXIF orientation tag (2..8) when the image must be turned to be seen upright."""
     try:

@@ -51,3 +51,8 @@ def scaled_ids_problem(values: np.ndarray, num_classes: int, ignore_index: int) 
             f"class ids; divide the masks by {step} (or convert the palette to ids)"
         )
     return None
+
+
+def binary_ids(mask):
+    """A 0/255 binary mask as class ids: 0 background, 1 foreground (values above 127)."""
+    return (mask > 127).astype("uint8")

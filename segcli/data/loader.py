@@ -46,9 +46,27 @@ def _own_generator(seed: int) -> torch.Generator:
 
 
 def _init_worker(_worker_id: int) -> None:
-    cv2.setNumThreads(1)  # the workers already use the cores; OpenCV's pool would oversubscribe
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # the workers already use the cores (OpenCV: see ForkSafeLoader)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+
+
+class ForkSafeLoader(DataLoader):
+    """A DataLoader whose workers are forked while OpenCV's thread pool is stopped.
+
+    A pool thread of the main process can hold the pool's lock at the moment of fork; the
+    worker then hangs at its first OpenCV call. With the pool at one thread while the workers
+    start, they inherit none (and stay single-threaded); the main process gets its own back.
+    """
+
+    def __iter__(self):
+        if self.num_workers == 0:
+            return super().__iter__()
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            return super().__iter__()
+        finally:
+            cv2.setNumThreads(threads)
 
 
 def train_loader(
@@ -61,7 +79,7 @@ def train_loader(
     collate_fn=None,
 ) -> DataLoader:
     sampler = ResumableSampler(dataset, seed, num_replicas=world_size, rank=rank)
-    return DataLoader(
+    return ForkSafeLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
@@ -79,7 +97,7 @@ def eval_loader(
 ) -> DataLoader:
     """Every item once, in order; under DDP each rank takes a strided share (no padding)."""
     indices = list(range(rank, len(dataset), world_size))
-    return DataLoader(
+    return ForkSafeLoader(
         torch.utils.data.Subset(dataset, indices),
         batch_size=batch_size,
         shuffle=False,

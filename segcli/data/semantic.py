@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from segcli.data.images import check_mask
+from segcli.data.labels import binary_ids
 from segcli.data.transforms import seed_transform
 
 
@@ -27,7 +27,7 @@ class SemanticSamples(Dataset):
         sample = self.source.load(index)
         image, mask = sample["image"], sample["mask"]
         if self.binary:  # 0/255 masks: 255 is the foreground, not the ignore index
-            mask = (mask > 127).astype(np.uint8)
+            mask = binary_ids(mask)
         check_mask(
             mask,
             image.shape,

@@ -6,8 +6,8 @@ model, the copy back, then the argmax class map, or every detection's mask binar
 `segcli infer` does), synchronised on CUDA, after warm-up calls.
 
 `--img-size S` is the size of the input images and, for a model that resizes its input itself
-(a `size` option, YOLACT; `min_size`/`max_size`, torchvision's R-CNNs), also the size the
-network runs at, unless `--set` names those options. Without it, an instance model's images are
+(its recipe's `resize_options`), also the size the network runs at, unless `--set` names
+those options. Without it, an instance model's images are
 as large as its own resize target (the paper's size), so nothing is resampled twice. Every
 result reports `net_size`, the [H, W] the network actually ran at.
 """
@@ -76,7 +76,7 @@ class Subject:
         torch.manual_seed(0)  # the same random weights for variants of one architecture
         self.model, self.recipe, cfg, self.num_classes = load_model(spec, device=self.device)
         options = {**self.recipe.options, **cfg.model}
-        size = spec.img_size or resize_target(options) or cfg.img_size
+        size = spec.img_size or resize_target(self.recipe, options) or cfg.img_size
         self.cfg = dataclasses.replace(
             cfg, data=BUILTIN_DATA, img_size=size, batch_size=spec.batch_size
         )
@@ -157,26 +157,20 @@ STANDARD_NMS_NOTE = (
 )
 
 
-def resize_target(model_options: dict) -> int | None:
-    """The side a model that resizes its own input resizes it to (YOLACT's `size`, an R-CNN's
-    `min_size` short side), or None for models that take their input as it is."""
-    return model_options.get("size") or model_options.get("min_size")
+def resize_target(recipe: Recipe, model_options: dict) -> int | None:
+    """The side a model that resizes its own input resizes it to (the option that
+    `resize_options` sets first), or None for models that take their input as it is."""
+    if recipe.resize_options is None:
+        return None
+    return model_options[next(iter(recipe.resize_options(1)))]
 
 
 def size_sets(recipe: Recipe, img_size: int | None, given: set[str]) -> dict[str, int]:
-    """The model options (name -> value) that make the network run at --img-size: YOLACT's
-    `size`, or an R-CNN's `min_size` with `max_size` raised to at least it (the paper's cap
-    kept otherwise); options named in `given` (by --set) are left alone."""
-    if img_size is None:
+    """The model options (name -> value) that make the network run at --img-size (the recipe's
+    `resize_options`); options named in `given` (by --set) are left alone."""
+    if img_size is None or recipe.resize_options is None:
         return {}
-    if "size" in recipe.options and "size" not in given:
-        return {"size": img_size}
-    if "min_size" in recipe.options and "min_size" not in given:
-        options = {"min_size": img_size}
-        if "max_size" in recipe.options and "max_size" not in given:
-            options["max_size"] = max(img_size, recipe.options["max_size"])
-        return options
-    return {}
+    return {k: v for k, v in recipe.resize_options(img_size).items() if k not in given}
 
 
 @contextlib.contextmanager
@@ -274,6 +268,7 @@ def train_step(recipe: Recipe, model, cfg, device) -> Callable[[], None]:
     training loop's model placement (channels_last) and optimizer step (gradient clipping, the
     GradScaler), one micro-batch per step."""
     from segcli.data.loader import train_loader
+    from segcli.engine.freeze import train_mode
     from segcli.engine.loop import optimizer_step, place_model
     from segcli.engine.optim import build_optimizer
 
@@ -285,7 +280,7 @@ def train_step(recipe: Recipe, model, cfg, device) -> Callable[[], None]:
     optimizer = build_optimizer(cfg, model)
     precision = select_precision(device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=precision.needs_scaler)
-    model.train()
+    train_mode(model)  # frozen batch norm (--freeze) stays in eval mode, as in training
     torch.set_flush_denormal(True)  # as the training loop does
 
     def step():

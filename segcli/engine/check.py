@@ -8,19 +8,29 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from segcli.config import parse_field_sets
 from segcli.data.doctor import ERROR, NOTE, WARNING, Report, diagnose
 
 EXAMPLES = 3
 
 
-def run_check(data: str, num_classes: int | None, ignore_index: int, console: Console) -> Report:
+# The settings of `segcli train` that change how a dataset is read (`check --set`).
+CHECK_SETTINGS = ("binary", "ignore_index", "num_classes", "via_attribute")
+
+
+def run_check(
+    data: str, num_classes: int | None, ignore_index: int, console: Console, sets=()
+) -> Report:
+    settings = parse_field_sets(sets, CHECK_SETTINGS, "segcli check")
     with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("checking", total=None)
         report = diagnose(
             data,
-            num_classes,
-            ignore_index,
+            settings.get("num_classes", num_classes),
+            settings.get("ignore_index", ignore_index),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            binary=settings.get("binary", False),
+            via_attribute=settings.get("via_attribute"),
         )
     console.print(findings_table(report))
     console.print(class_table(report))

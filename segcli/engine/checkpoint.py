@@ -77,33 +77,6 @@ def load(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def state_dict_of(payload_or_state: dict) -> dict[str, torch.Tensor]:
-    """The model weights inside a segcli checkpoint, or a plain state dict as it is."""
-    state = payload_or_state.get("model", payload_or_state)
-    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-
-def load_matching(model: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
-    """Copy every tensor whose name and shape match (staged training, e.g. FCN-32s -> 16s).
-
-    Returns (loaded names, skipped names of the model).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: weights file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path}: cannot read weights ({type(exc).__name__})") from None
-    source = state_dict_of(payload) if isinstance(payload, dict) else {}
-    target = model.state_dict()
-    matching = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
-    if not matching:
-        raise DataError(f"{path}: no tensor matches this model by name and shape")
-    model.load_state_dict(matching, strict=False)
-    return sorted(matching), sorted(set(target) - set(matching))
-
-
 def restore_model(
     path: str | Path, device, sets: Iterable[str] = ()
 ) -> tuple[nn.Module, Any, Any, tuple[str, ...], dict]:
@@ -125,7 +98,11 @@ def restore_model(
     cfg = config_from_dict(payload["config"])
     cfg = dataclasses.replace(cfg, model={**cfg.model, **parse_model_sets(sets, recipe)})
     names = tuple(payload["class_names"])
-    model = recipe.build_model(len(names), pretrained=False, **{**recipe.options, **cfg.model})
+    # a run from pretrained weights saved before its recipe declared pretrained_options
+    warm = recipe.pretrained_options if cfg.pretrained or cfg.weights else {}
+    model = recipe.build_model(
+        len(names), pretrained=False, **{**recipe.options, **warm, **cfg.model}
+    )
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as exc:

@@ -48,6 +48,7 @@ def build_data(cfg: TrainConfig, splits: tuple[str, ...] = ("train", "val")) -> 
             cfg.img_size,
             cfg.shapes_train if split == "train" else cfg.shapes_val,
             task="instance",
+            via_attribute=cfg.via_attribute,
         )
         for split in splits
     }

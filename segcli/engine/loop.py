@@ -22,15 +22,19 @@ import torch
 from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
+from segcli import io
 from segcli.config import TrainConfig
 from segcli.data.loader import train_loader
 from segcli.engine import checkpoint, distributed, reporting, tasks
 from segcli.engine.device import Precision, select_device, select_precision
+from segcli.engine.freeze import freeze_backbone, train_mode
 from segcli.engine.optim import build_optimizer, build_scheduler, linear_scaled_lr
+from segcli.engine.resume import ResumePoint, check_changes, check_classes, locate
 from segcli.engine.runs import MetricsLog
-from segcli.engine.session import RunSession, open_session
+from segcli.engine.session import RunSession, open_session, refuse_occupied_out
 from segcli.engine.stopping import StopSignals, Terminated
-from segcli.errors import DataError, SegcliError
+from segcli.engine.weights import start_from_weights
+from segcli.errors import ConfigError, DataError, SegcliError
 from segcli.nn.batch import check_min_batch
 from segcli.recipe import Recipe
 
@@ -71,15 +75,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fit(cfg: TrainConfig, recipe: Recipe, console: Console | None = None) -> Path:
-    """Train `recipe` as `cfg` says; returns the run folder."""
+def fit(
+    cfg: TrainConfig,
+    recipe: Recipe,
+    console: Console | None = None,
+    resume: ResumePoint | None = None,
+) -> Path:
+    """Train `recipe` as `cfg` says (continuing `resume`, which `cfg.resume` names and
+    segcli.engine.resume resolves when not given); returns the run folder."""
     console = console or Console()
     device = select_device(cfg.device, int(os.environ.get("LOCAL_RANK", 0)))
     # Denormal floats (weights decaying towards 0) make CPU kernels many times slower.
     torch.set_flush_denormal(True)
     dist = distributed.init_distributed(use_cuda=device.type == "cuda")
     try:
-        return _fit(cfg, recipe, console, device, dist)
+        log = reporting.Reporter(console, enabled=dist.is_main)
+        if cfg.resume and resume is None:
+            resume = locate(cfg, recipe, log)
+            check_changes(resume, cfg, log)
+        return _fit(cfg, recipe, log, device, dist, resume)
     except SegcliError as exc:  # shown as one line: drop the frames, which hold the model
         exc.__context__ = None
         raise exc.with_traceback(None) from None
@@ -91,25 +105,23 @@ def fit(cfg: TrainConfig, recipe: Recipe, console: Console | None = None) -> Pat
         distributed.shutdown()
 
 
-def _fit(cfg, recipe, console, device, dist) -> Path:
+def _fit(cfg, recipe, log, device, dist, resume) -> Path:
+    """Everything is built and checked before open_session makes or touches a run folder."""
+    if resume is None:
+        refuse_occupied_out(cfg)  # before any weights are downloaded or data read
     task = tasks.get(recipe.task)
-    log = reporting.Reporter(console, enabled=dist.is_main)
     seed_everything(cfg.seed + dist.rank)
     data = task.build_data(cfg)
     _check_split_sizes(cfg, data, dist)
+    if resume is not None:
+        check_classes(resume, data.class_names)
     model = recipe.build_model(len(data.class_names), pretrained=cfg.pretrained, **cfg.model)
     shared = dist.world_size if cfg.sync_bn and dist.enabled else 1  # SyncBN spans processes
     check_min_batch(model, recipe.name, cfg.batch_size * shared)
-    session = open_session(
-        cfg,
-        recipe,
-        data.class_names,
-        dist,
-        log,
-        model_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
-        category_ids=data.category_ids,
-    )
-    model = _prepare_model(model, cfg, device, dist, session, log)
+    weights = start_from_weights(model, cfg, recipe, log)
+    _freeze(model, cfg.freeze, log)
+    model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    model = _prepare_model(model, cfg, device, dist)
     optimizer = build_optimizer(linear_scaled_lr(cfg, dist.world_size, log), model)
     loader = train_loader(
         data.train, cfg.batch_size, cfg.workers, cfg.seed, dist.rank, dist.world_size,
@@ -121,10 +133,17 @@ def _fit(cfg, recipe, console, device, dist) -> Path:
     precision = select_precision(device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=precision.needs_scaler)
     state, saved_iteration = Progress(), None
-    if session.resume_payload is not None:
-        _restore(session.resume_payload, model, optimizer, scheduler, scaler, state)
-        log.info(f"resumed from {session.resume_path} at iteration {state.iteration}/{total}")
+    if resume is not None:
+        _restore(resume.payload, model, optimizer, scheduler, scaler, state)
+        _check_more_to_do(resume, state, total)
         saved_iteration = state.iteration
+    session = open_session(
+        cfg, recipe, data.class_names, dist, log, model_bytes, data.category_ids, resume
+    )
+    if resume is not None:
+        log.info(f"resumed from {resume.path} at iteration {state.iteration}/{total}")
+    if weights is not None and dist.is_main:
+        io.write_json(session.run_dir / "weights.json", weights.to_json())
     trainer = Trainer(
         cfg, recipe, task, data, model, optimizer, scheduler, scaler, precision, device, dist,
         session, log, total, saved_iteration,
@@ -132,6 +151,14 @@ def _fit(cfg, recipe, console, device, dist) -> Path:
     log.start(cfg, dist, device, precision, total, len(data.train), session.run_dir)
     trainer.run(loader, state)
     return session.run_dir
+
+
+def _check_more_to_do(resume: ResumePoint, state: Progress, total: int) -> None:
+    if state.iteration >= total:
+        raise ConfigError(
+            f"{resume.path}: the run already finished its {state.iteration} iterations; "
+            "pass a larger --iters (or --epochs) to extend it"
+        )
 
 
 def _check_split_sizes(cfg, data, dist) -> None:
@@ -146,14 +173,18 @@ def _check_split_sizes(cfg, data, dist) -> None:
         raise DataError(f"{cfg.data}: the val split is empty; best.pt and eval need one")
 
 
-def _prepare_model(model, cfg, device, dist, session, log):
-    if cfg.weights:
-        loaded, skipped = checkpoint.load_matching(model, cfg.weights)
-        named = f" ({', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''})"
+def _freeze(model, spec: str, log) -> None:
+    frozen = freeze_backbone(model, spec)
+    if frozen:
+        params = list(model.parameters())
+        training = sum(p.numel() for p in params if p.requires_grad)
         log.info(
-            f"--weights {cfg.weights}: loaded {len(loaded)} tensors, kept "
-            f"{len(skipped)} as initialised{named if skipped else ''}"
+            f"--freeze {spec}: {len(frozen)} backbone modules frozen; {training:,} of "
+            f"{sum(p.numel() for p in params):,} parameters train"
         )
+
+
+def _prepare_model(model, cfg, device, dist):
     if cfg.sync_bn and dist.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = place_model(model, cfg, device)
@@ -261,7 +292,7 @@ class Trainer:
 
     def train_one_epoch(self, loader, state: Progress, bar) -> bool:
         """Consume the rest of the epoch; False if training ended (total or Ctrl-C) inside it."""
-        self.model.train()
+        train_mode(self.model)
         self.optimizer.zero_grad(set_to_none=True)
         accumulate, losses_sum, poisoned = self.cfg.accumulate, {}, False
         for batch in loader:
@@ -357,7 +388,7 @@ class Trainer:
             self.log.validation(self.task, result, self.data.class_names, state.iteration)
             if improved:
                 self.session.save_best(self.model, state, result)
-        self.model.train()
+        train_mode(self.model)
 
     def save_last(self, state: Progress) -> None:
         self.saved_iteration = state.iteration

@@ -29,6 +29,17 @@ def new_run_dir(recipe: str, root: Path = RUNS_ROOT) -> Path:
     raise DataError(f"{base}: cannot create a new run folder")
 
 
+def run_folders(recipe: str, root: Path = RUNS_ROOT) -> list[Path]:
+    """The numbered run folders of `recipe`, in number order."""
+    base = root / recipe
+    found = [p for p in base.iterdir() if p.is_dir() and p.name.isdigit()] if base.is_dir() else []
+    return sorted(found, key=run_number)
+
+
+def run_number(run_dir: Path) -> int:
+    return int(run_dir.name)
+
+
 def latest_run(recipe: str | None = None, root: Path = RUNS_ROOT, needs: str = "last.pt") -> Path:
     """The most recently modified run (of `recipe`, if given) that holds `needs`."""
     pattern = f"{recipe}/*/{needs}" if recipe else f"*/*/{needs}"

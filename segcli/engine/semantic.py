@@ -33,8 +33,13 @@ class TaskData:
 
 
 def build_data(cfg: TrainConfig, splits: tuple[str, ...] = ("train", "val")) -> TaskData:
-    sources = {s: open_source(cfg.data, s, cfg.img_size, _shapes_count(cfg, s)) for s in splits}
-    names = class_names_for(sources[splits[0]], cfg.num_classes, cfg.ignore_index)
+    sources = {
+        s: open_source(
+            cfg.data, s, cfg.img_size, _shapes_count(cfg, s), via_attribute=cfg.via_attribute
+        )
+        for s in splits
+    }
+    names = class_names_for(sources[splits[0]], cfg.num_classes, cfg.ignore_index, cfg.binary)
     k = len(names)
     if "train" in sources and cfg.data != BUILTIN_DATA:  # stop before a step, not mid-epoch
         preflight(sources["train"], k, cfg.ignore_index, cfg.binary)

@@ -8,13 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segcli import io
-from segcli.config import TrainConfig, config_diff, config_from_dict
+from segcli.config import TrainConfig
 from segcli.engine import checkpoint, distributed, runs
-from segcli.errors import ConfigError, DataError
+from segcli.engine.resume import ResumePoint
+from segcli.errors import DataError
 from segcli.recipe import Recipe
-
-# Settings that may change on resume without a warning: where and how, not what, is trained.
-RESUME_NEUTRAL = {"resume", "out", "device", "workers", "weights", "log_every", "save_every"}
 
 
 @dataclass
@@ -25,8 +23,6 @@ class RunSession:
     class_names: tuple[str, ...]
     is_main: bool
     log: object
-    resume_path: Path | None = None
-    resume_payload: dict | None = None
     category_ids: tuple[int, ...] | None = None  # instance data: COCO ids of labels 1..K
 
     def meta(self) -> dict:
@@ -112,71 +108,44 @@ def open_session(
     log,
     model_bytes: int = 0,
     category_ids: tuple[int, ...] | None = None,
+    resume: ResumePoint | None = None,
 ) -> RunSession:
-    """Choose (or find) the run folder, check it can be written, load what --resume names."""
-    resume_path, run_dir = _resume_target(cfg, recipe) if cfg.resume else (None, None)
-    if run_dir is None:
-        run_dir = _fresh_run_dir(cfg, recipe, dist)
+    """The run folder (the resumed run's, or a new one), checked to be writable, with the
+    config written and, on resume, metrics.jsonl cut back to the checkpoint's iteration. Called
+    once everything else is validated: a refused start leaves no folder behind."""
+    run_dir = resume.run_dir if resume else _fresh_run_dir(cfg, recipe, dist)
     session = RunSession(
-        run_dir, cfg, recipe, tuple(class_names), dist.is_main, log, resume_path, None, category_ids
+        run_dir,
+        cfg,
+        recipe,
+        tuple(class_names),
+        dist.is_main,
+        log,
+        category_ids,
     )
     if dist.is_main:
         # last.pt + best.pt + the temporary copy while writing: weights x ~4, optimizer included
         problem = io.check_writable(run_dir, reserve_bytes=4 * model_bytes)
         if problem:
             raise DataError(problem)
-    if resume_path is not None:
-        session.resume_payload = _load_resume(resume_path, cfg, recipe, log)
-        if dist.is_main:
-            runs.MetricsLog(run_dir / "metrics.jsonl").truncate_after(
-                session.resume_payload["progress"]["iteration"]
-            )
-    if dist.is_main:
+        if resume is not None:
+            iteration = resume.payload["progress"]["iteration"]
+            runs.MetricsLog(run_dir / "metrics.jsonl").truncate_after(iteration)
         runs.write_config(run_dir, cfg.to_dict())
     return session
 
 
-def _resume_target(cfg: TrainConfig, recipe: Recipe) -> tuple[Path, Path]:
-    if cfg.resume == "auto":
-        run_dir = Path(cfg.out) if cfg.out else runs.latest_run(recipe.name)
-        path = run_dir / "last.pt"
-        if not path.is_file():
-            raise DataError(
-                f"{path}: no checkpoint to resume from (--resume auto never starts "
-                "afresh; drop --resume to start a new run)"
-            )
-        return path, run_dir
-    path = Path(cfg.resume)
-    if not path.is_file():
-        raise DataError(f"{path}: checkpoint to resume from not found")
-    return path, Path(cfg.out) if cfg.out else path.parent
+def refuse_occupied_out(cfg: TrainConfig) -> None:
+    """A new run never writes over another: --out must not hold a last.pt."""
+    if cfg.out and (Path(cfg.out) / "last.pt").exists():
+        raise DataError(
+            f"{cfg.out}: already holds a run (last.pt); continue it with --resume auto or "
+            "choose another --out"
+        )
 
 
 def _fresh_run_dir(cfg: TrainConfig, recipe: Recipe, dist) -> Path:
     if cfg.out:
-        run_dir = Path(cfg.out)
-        if (run_dir / "last.pt").exists():
-            raise DataError(
-                f"{run_dir}: already holds a run (last.pt); continue it with "
-                "--resume auto or choose another --out"
-            )
-        return run_dir
+        refuse_occupied_out(cfg)
+        return Path(cfg.out)
     return distributed.broadcast_object(runs.new_run_dir(recipe.name) if dist.is_main else None)
-
-
-def _load_resume(path: Path, cfg: TrainConfig, recipe: Recipe, log) -> dict:
-    payload = checkpoint.load(path)
-    if "optimizer" not in payload or "progress" not in payload:
-        raise DataError(
-            f"{path}: holds weights only (best.pt?); resume from last.pt, or "
-            "start a new run with --weights"
-        )
-    if payload.get("recipe") != recipe.name:
-        raise ConfigError(f"{path}: is a {payload.get('recipe')} run, not {recipe.name}")
-    previous = config_from_dict(payload["config"])
-    changes = [
-        line for line in config_diff(previous, cfg) if line.split(":", 1)[0] not in RESUME_NEUTRAL
-    ]
-    if changes:
-        log.warn("resuming with a different config:\n  " + "\n  ".join(changes))
-    return payload

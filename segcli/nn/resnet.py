@@ -16,6 +16,7 @@ from torchvision.models._utils import IntermediateLayerGetter
 
 from segcli.errors import ConfigError
 from segcli.nn.pretrained import load_pretrained
+from segcli.nn.stages import resnet_stages
 
 # name -> (torchvision builder, ImageNet weights). ResNet-50/101 are the papers' backbones;
 # ResNet-18/34 (basic blocks) are lighter stand-ins for quick CPU runs.
@@ -25,6 +26,15 @@ RESNETS = {
     "resnet50": (models.resnet50, models.ResNet50_Weights.IMAGENET1K_V1),
     "resnet101": (models.resnet101, models.ResNet101_Weights.IMAGENET1K_V1),
 }
+
+
+class OnDilatedResNet:
+    """What a model whose `backbone` is a DilatedResNet declares: the ResNet's stages (for
+    --freeze) and how torchvision's segmentation models name it (`backbone.conv1`, here
+    `backbone.body.conv1`), so --weights torchvision:deeplabv3_resnet101 loads it."""
+
+    backbone_stages = resnet_stages("backbone.body")
+    weights_key_map = {"backbone.": "backbone.body."}
 
 
 class DilatedResNet(nn.Module):
@@ -77,7 +87,7 @@ def build_resnet(name: str, pretrained: bool = False, **kwargs) -> models.ResNet
     builder, weights = RESNETS[name]
     net = builder(weights=None, **kwargs)
     if pretrained:
-        net.load_state_dict(load_pretrained(weights, name))
+        net.load_state_dict(load_pretrained(weights, f"ImageNet {name}"))
     return net
 
 

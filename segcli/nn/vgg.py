@@ -35,7 +35,7 @@ def vgg16_backbone(
         return features, {}
     if width != 1.0:
         raise ConfigError("--pretrained needs the full-width VGG16 (--set width=1.0)")
-    state = load_pretrained(VGG16_Weights.IMAGENET1K_V1, "vgg16")
+    state = load_pretrained(VGG16_Weights.IMAGENET1K_V1, "ImageNet vgg16")
     features.load_state_dict(
         {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     )
