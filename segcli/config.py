@@ -93,12 +93,15 @@ def resolve_config(
     *,
     quick: bool = True,
     base: TrainConfig | None = None,
+    inherited: Mapping[str, Any] | None = None,
 ) -> TrainConfig:
     """Merge the layers for `recipe`; `flags` holds command-line values (None = not given).
 
     `quick`: apply the recipe's quick profile when the data is the built-in one; False gives
     the paper's settings whatever the data. `base`: a saved run's config, which replaces the
-    defaults, the recipe's layers and the quick profile (a resumed run).
+    defaults, the recipe's layers and the quick profile (a resumed run). `inherited`: the model
+    options of the checkpoint `--weights` starts from (its architecture), above the recipe's
+    layers and below the flags.
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     overrides = parse_sets(sets, recipe)
@@ -106,7 +109,12 @@ def resolve_config(
         data = overrides.get("data", flags.get("data", BUILTIN_DATA))
         profile = recipe.quick if quick and data == BUILTIN_DATA else {}
         warm = any(layer.get(k) for layer in (flags, overrides) for k in ("weights", "pretrained"))
-        layers = [recipe.defaults, profile, recipe.pretrained_options if warm else {}]
+        layers = [
+            recipe.defaults,
+            profile,
+            recipe.pretrained_options if warm else {},
+            inherited or {},
+        ]
     else:
         saved = base.to_dict()
         model = saved.pop("model")

@@ -267,3 +267,17 @@ def test_freeze_is_kept_on_resume(cli, in_tmp):
     conv3 = [k for k in first if k.startswith("features.10.")]  # conv3_1: stage 3, frozen
     assert conv3 and all(torch.equal(resumed[k], first[k]) for k in conv3)
     assert not torch.equal(resumed["features.17.weight"], first["features.17.weight"])  # conv4_1
+
+
+def test_second_stage_builds_the_first_stages_architecture(cli, in_tmp):
+    """--weights from a segcli checkpoint of the recipe takes its model options (as a YOLO
+    or Detectron2 user expects of a checkpoint), unless flags say otherwise."""
+    flags = [*TINY_SHAPES, "--data", "shapes"]
+    assert cli("train", "fcn16s", "--iters", "1", *flags, *TINY_FCN).exit_code == 0
+    result = cli("train", "fcn16s", "--iters", "1", *flags, "--weights", "runs/fcn16s/1/last.pt")
+    assert result.exit_code == 0, result.output
+    assert "its model options are this run's defaults" in result.output
+    report = json.loads((in_tmp / "runs/fcn16s/2/weights.json").read_text())
+    assert report["skipped"] == {} and report["unused"] == []
+    config = (in_tmp / "runs/fcn16s/2/config.yaml").read_text()
+    assert "width: 0.125" in config and "fc_channels: 32" in config

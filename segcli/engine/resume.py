@@ -14,6 +14,7 @@ from typing import Any
 
 from segcli.config import TrainConfig, config_from_dict, resolve_config
 from segcli.engine import checkpoint, runs
+from segcli.engine.weights import checkpoint_architecture
 from segcli.errors import ConfigError, DataError
 from segcli.recipe import Recipe
 
@@ -39,6 +40,10 @@ def resolve_training(
     sets = list(sets)
     cfg = resolve_config(recipe, flags, sets)
     if not cfg.resume:
+        inherited = checkpoint_architecture(cfg.weights, recipe)
+        if inherited:
+            log.info(f"--weights {cfg.weights}: its model options are this run's defaults")
+            cfg = resolve_config(recipe, flags, sets, inherited=inherited)
         return cfg, None
     point = locate(cfg, recipe, log)
     cfg = resolve_config(recipe, flags, sets, base=point.saved)

@@ -91,6 +91,22 @@ def read_weights(spec: str) -> dict[str, torch.Tensor]:
     return state
 
 
+def checkpoint_architecture(spec: str | None, recipe) -> dict:
+    """The model options of the segcli checkpoint of `recipe` that `spec` names (a first
+    training stage), so a second stage builds the same network; empty for anything else,
+    whose problems `read_weights` reports."""
+    if not spec or spec.startswith(TORCHVISION_PREFIX) or not Path(spec).is_file():
+        return {}
+    try:
+        payload = torch.load(spec, map_location="cpu", weights_only=True)
+    except Exception:  # any unreadable file: read_weights says what it is
+        return {}
+    if not isinstance(payload, dict) or payload.get("recipe") != recipe.name:
+        return {}
+    options = payload.get("config", {}).get("model", {})
+    return {k: v for k, v in options.items() if k in recipe.options}
+
+
 def plain_state_dict(payload: dict) -> dict[str, torch.Tensor]:
     """The tensors of a segcli checkpoint's `model`, or of a plain state dict, without the
     `module.` prefix DataParallel/DDP adds. Without `_metadata`, torchvision's version hooks
