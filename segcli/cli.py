@@ -122,10 +122,17 @@ def train_command(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="key=value overrides.")] = None,
+    show_config: Annotated[
+        bool,
+        typer.Option(
+            "--show-config", help="Print every setting, its value and its origin; train nothing."
+        ),
+    ] = False,
 ):
     """Train RECIPE (no --data: on the built-in shapes data)."""
+    from segcli.config import config_origins
     from segcli.engine.loop import fit
-    from segcli.engine.reporting import Reporter
+    from segcli.engine.reporting import Reporter, config_table
     from segcli.engine.resume import resolve_training
     from segcli.recipe import get_recipe
 
@@ -149,8 +156,11 @@ def train_command(
         freeze=freeze,
         seed=seed,
     )
-    cfg, resume_point = resolve_training(chosen, flags, set_ or [], Reporter(console))
-    fit(cfg, chosen, console, resume_point)
+    plan = resolve_training(chosen, flags, set_ or [], Reporter(console))
+    if show_config:
+        console.print(config_table(plan.cfg, config_origins(plan.layers)))
+        return
+    fit(plan.cfg, chosen, console, plan.resume)
 
 
 CRF_HELP = "Dense CRF refinement (DeepLab v1/v2); needs the crf extra (pydensecrf2)."
@@ -185,7 +195,10 @@ def eval_command(
         Path | None, typer.Option(help="Write the COCO results (instance checkpoints).")
     ] = None,
     tta: Annotated[
-        bool, typer.Option("--tta", help="Average multi-scale and flipped logits (DeepLab v3).")
+        bool,
+        typer.Option(
+            "--tta", help="Semantic: average multi-scale and flipped logits (DeepLab v3 4.3)."
+        ),
     ] = False,
     tta_scale: Annotated[
         list[float] | None,
@@ -214,12 +227,13 @@ def eval_command(
             raise ConfigError("--pred, --gt and --num-classes go together")
         if predict or set_:
             raise ConfigError("--tta, --crf and --set need a checkpoint, not --pred/--gt")
+        evaluate.check_metric(metric and metric.value, semantic, "--pred/--gt")
         result = evaluate.evaluate_label_folders(pred, gt, num_classes, ignore_index)
         names, task = tuple(f"class_{i}" for i in range(num_classes)), semantic
     else:
         path = checkpoint or runs.latest_run(needs="best.pt") / "best.pt"
         result, names, task = evaluate.evaluate_checkpoint(
-            path, data, device, workers, predict, set_ or [], save_json
+            path, data, device, workers, predict, set_ or [], save_json, metric and metric.value
         )
         console.print(f"checkpoint: {path}", highlight=False)
     console.print(task.results_table(result, names, "evaluation"))
@@ -286,8 +300,9 @@ def infer_command(
     crf: Annotated[bool, typer.Option("--crf", help=CRF_HELP)] = False,
     crf_param: Annotated[list[str] | None, typer.Option("--crf-param", help=CRF_PARAM_HELP)] = None,
     score_threshold: Annotated[
-        float, typer.Option(help="Instance models: lowest score drawn and saved.")
-    ] = 0.5,
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Instance models: lowest score drawn and saved (0.5)."),
+    ] = None,
     splash: Annotated[
         bool, typer.Option("--splash", help="Instance models: colour splash (grey elsewhere).")
     ] = False,

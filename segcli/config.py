@@ -23,57 +23,93 @@ BUILTIN_DATA = "shapes"
 
 
 @dataclass(frozen=True)
+class Rule:
+    """What values a setting takes beyond its type: at least `low`, above `above`, at most
+    `high` (every element of a tuple), or one of `choices`."""
+
+    low: float | None = None
+    above: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+
+    def problem(self, value: Any) -> str | None:
+        for item in value if isinstance(value, tuple) else (value,):
+            if item is None:
+                continue
+            if self.choices and item not in self.choices:
+                return f"expected one of {', '.join(self.choices)}" + close_match_hint(
+                    str(item), self.choices
+                )
+            if self.low is not None and item < self.low:
+                return f"must be at least {self.low:g}"
+            if self.above is not None and item <= self.above:
+                return f"must be greater than {self.above:g}"
+            if self.high is not None and item > self.high:
+                return f"must be at most {self.high:g}"
+        return None
+
+
+def setting(default: Any, **rule: Any) -> Any:
+    """A TrainConfig field with its Rule."""
+    return field(default=default, metadata={"rule": Rule(**rule)})
+
+
+OPTIMIZERS = ("sgd", "adamw", "adam")
+SCHEDULES = ("poly", "step", "constant")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on; saved with the run and inside every checkpoint."""
 
     recipe: str
     data: str = BUILTIN_DATA
-    num_classes: int | None = None  # None: from the dataset (class_names.txt or its masks)
-    epochs: int = 1
-    iters: int | None = None  # optimizer steps; overrides epochs
-    batch_size: int = 8
-    img_size: int = 512  # training crop (semantic); the network's input size (instance)
-    optimizer: str = "sgd"  # sgd | adamw | adam
-    lr: float = 0.01
+    num_classes: int | None = setting(None, low=1)  # None: from the dataset
+    epochs: int = setting(1, low=1)
+    iters: int | None = setting(None, low=1)  # optimizer steps; overrides epochs
+    batch_size: int = setting(8, low=1)
+    img_size: int = setting(512, low=32)  # training crop (semantic); network input (instance)
+    optimizer: str = setting("sgd", choices=OPTIMIZERS)
+    lr: float = setting(0.01, above=0)
     # > 0: `lr` is for this many images per step and is scaled linearly to the actual batch
     # (batch size x accumulate x processes), Goyal et al. arXiv:1706.02677; 0: used as given
-    lr_batch_size: int = 0
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    bias_lr_mult: float = 1.0
-    head_lr_mult: float = 1.0  # for the modules a model lists in `head_modules` (engine/optim.py)
-    schedule: str = "poly"  # poly | step | constant
-    poly_power: float = 0.9
-    lr_steps: tuple[int, ...] = ()
-    lr_gamma: float = 0.1
-    warmup_iters: int = 0
-    warmup_factor: float = 0.001
-    scale_range: tuple[float, float] = (0.5, 2.0)
+    lr_batch_size: int = setting(0, low=0)
+    momentum: float = setting(0.9, low=0, high=1)
+    weight_decay: float = setting(1e-4, low=0)
+    bias_lr_mult: float = setting(1.0, low=0)
+    head_lr_mult: float = setting(1.0, low=0)  # the modules a model lists in `head_modules`
+    schedule: str = setting("poly", choices=SCHEDULES)
+    poly_power: float = setting(0.9, above=0)
+    lr_steps: tuple[int, ...] = setting((), low=1)
+    lr_gamma: float = setting(0.1, above=0)
+    warmup_iters: int = setting(0, low=0)
+    warmup_factor: float = setting(0.001, above=0, high=1)
+    scale_range: tuple[float, float] = setting((0.5, 2.0), above=0)
     hflip: bool = True
     elastic: bool = False  # U-Net section 3.1: elastic deformation on a 3x3 grid
-    accumulate: int = 1  # micro-batches per optimizer step
-    grad_clip: float = 0.0  # max gradient norm; 0 disables
+    accumulate: int = setting(1, low=1)  # micro-batches per optimizer step
+    grad_clip: float = setting(0.0, low=0)  # max gradient norm; 0 disables
     device: str = "auto"
     amp: bool = True  # CUDA only: bf16 where supported, else fp16 with a GradScaler
     channels_last: bool = False
     compile: bool = False
-    workers: int = 2
+    workers: int = setting(2, low=0)
     out: str | None = None
-    save_every: int = 500
-    val_every: int = 0  # iterations; 0: at the end of every epoch and of training
-    log_every: int = 10
+    save_every: int = setting(500, low=0)
+    val_every: int = setting(0, low=0)  # iterations; 0: at the end of every epoch and of training
+    log_every: int = setting(10, low=1)
     resume: str | None = None
     weights: str | None = None
     pretrained: bool = False
     freeze: str = "none"  # none | heads | N (the first N backbone stages): engine/freeze.py
-    seed: int = 0
-    ignore_index: int = 255
+    seed: int = setting(0, low=0)
+    ignore_index: int = setting(255, low=0, high=65535)
     binary: bool = False  # masks of 0/255 mean background/foreground
     via_attribute: str | None = None  # VIA data: the region attribute holding the class
     skip_nonfinite: bool = False
     sync_bn: bool = False
-    shapes_train: int = 2000  # built-in data: images per split
-    shapes_val: int = 100
+    shapes_train: int = setting(2000, low=1)  # built-in data: images per split
+    shapes_val: int = setting(100, low=1)
     model: Mapping[str, Any] = field(default_factory=dict)  # the recipe's build_model options
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,26 +139,46 @@ def resolve_config(
     options of the checkpoint `--weights` starts from (its architecture), above the recipe's
     layers and below the flags.
     """
+    layers = config_layers(recipe, flags, sets, quick=quick, base=base, inherited=inherited)
+    return merge_layers(recipe, layers)
+
+
+def config_layers(
+    recipe: Recipe,
+    flags: Mapping[str, Any] | None = None,
+    sets: Iterable[str] = (),
+    *,
+    quick: bool = True,
+    base: TrainConfig | None = None,
+    inherited: Mapping[str, Any] | None = None,
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """The named layers resolve_config merges, lowest first (see there)."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     overrides = parse_sets(sets, recipe)
     if base is None:
         data = overrides.get("data", flags.get("data", BUILTIN_DATA))
-        profile = recipe.quick if quick and data == BUILTIN_DATA else {}
         warm = any(layer.get(k) for layer in (flags, overrides) for k in ("weights", "pretrained"))
         layers = [
-            recipe.defaults,
-            profile,
-            recipe.pretrained_options if warm else {},
-            inherited or {},
+            ("recipe", recipe.defaults),
+            ("quick profile", recipe.quick if quick and data == BUILTIN_DATA else {}),
+            ("pretrained start", recipe.pretrained_options if warm else {}),
+            ("--weights checkpoint", inherited or {}),
         ]
     else:
         saved = base.to_dict()
         model = saved.pop("model")
-        layers = [{k: v for k, v in saved.items() if k in FIELDS}, model]
+        layers = [
+            ("resumed run", {k: v for k, v in saved.items() if k in FIELDS}),
+            ("resumed run", model),
+        ]
+    layers += [("flag", flags), ("--set", overrides)]
+    return [(name, with_resize_options(layer, recipe)) for name, layer in layers]
+
+
+def merge_layers(recipe: Recipe, layers: Sequence[tuple[str, Mapping[str, Any]]]) -> TrainConfig:
     values: dict[str, Any] = {}
     options = dict(recipe.options)
-    layers = [with_resize_options(layer, recipe) for layer in [*layers, flags, overrides]]
-    for layer in layers:
+    for _, layer in layers:
         for key, value in layer.items():
             if key in recipe.options:
                 options[key] = _coerce(key, value, type(recipe.options[key]), recipe.options[key])
@@ -131,14 +187,32 @@ def resolve_config(
             else:
                 raise ConfigError(_unknown_key(key, recipe))
     check_freeze(values.get("freeze", "none"))
+    _check_rules(values, dict(layers).get("flag", {}))
     if _last_layer_setting(layers, "epochs") > _last_layer_setting(layers, "iters"):
         values["iters"] = None  # --epochs given above the layer that counted iterations
     return TrainConfig(recipe=recipe.name, model=options, **values)
 
 
-def _last_layer_setting(layers: Sequence[Mapping[str, Any]], key: str) -> int:
+def config_origins(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, str]:
+    """Where each setting's value comes from: the last layer that sets it (else `default`)."""
+    origins = {}
+    for name, layer in layers:
+        origins.update(dict.fromkeys(layer, name))
+    return origins
+
+
+def _check_rules(values: Mapping[str, Any], flags: Mapping[str, Any]) -> None:
+    """Every value within its setting's Rule; the error names the flag or `--set` key."""
+    for key, value in values.items():
+        problem = FIELDS[key].metadata.get("rule", Rule()).problem(value)
+        if problem:
+            given = f"--{key.replace('_', '-')} {value}" if key in flags else f"{key}={value!r}"
+            raise ConfigError(f"{given}: {problem}")
+
+
+def _last_layer_setting(layers: Sequence[tuple[str, Mapping[str, Any]]], key: str) -> int:
     """Index of the last layer that sets `key` (-1: none); `iters` set to None counts not."""
-    found = [i for i, layer in enumerate(layers) if layer.get(key) is not None]
+    found = [i for i, (_, layer) in enumerate(layers) if layer.get(key) is not None]
     return found[-1] if found else -1
 
 
@@ -232,7 +306,19 @@ def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
     return TrainConfig(**known)
 
 
+# Other tools' names for segcli settings (PyTorch, Ultralytics, Detectron2, MMSeg).
+ALIASES = {
+    "learning_rate": "lr", "lr0": "lr", "base_lr": "lr", "batch": "batch_size",
+    "imgsz": "img_size", "image_size": "img_size", "crop_size": "img_size", "max_iters": "iters",
+    "max_iter": "iters", "iterations": "iters", "wd": "weight_decay", "decay": "weight_decay",
+    "num_workers": "workers", "classes": "num_classes", "nc": "num_classes", "steps": "lr_steps",
+    "warmup": "warmup_iters", "freeze_at": "freeze", "clip_grad": "grad_clip",
+}  # fmt: skip
+
+
 def _unknown_key(key: str, recipe: Recipe) -> str:
+    if key in ALIASES:
+        return f"unknown setting '{key}' for recipe {recipe.name}; did you mean {ALIASES[key]}?"
     hint = close_match_hint(key, sorted([*FIELDS, *recipe.options]))
     return f"unknown setting '{key}' for recipe {recipe.name}{hint}"
 

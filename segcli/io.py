@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -97,7 +98,22 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
-    write_text(path, json.dumps(obj, indent=indent, allow_nan=True) + "\n")
+    write_text(path, json_text(obj, indent) + "\n")
+
+
+def json_text(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON (what JavaScript, jq and Go parse): NaN and infinities become null."""
+    return json.dumps(_finite(obj), indent=indent, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
@@ -143,6 +159,24 @@ def staged_folder(target: str | os.PathLike, replace: bool = False) -> Iterator[
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def staged_files(folder: str | os.PathLike) -> Iterator[Path]:
+    """A hidden folder inside `folder` to write into; when the block succeeds every file in it
+    moves into `folder` (replacing files of the same name), when it fails none does."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".staging.{uuid.uuid4().hex[:8]}.tmp"
+    staging.mkdir()
+    try:
+        yield staging
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            target = folder / path.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _swap_in(staging: Path, target: Path) -> None:

@@ -42,6 +42,7 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     pixels: np.ndarray | None = None  # [K] labelled pixels per class
     image_counts: np.ndarray | None = None  # [K] images containing each class
+    split_sizes: dict[str, int] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Finding]:
@@ -63,6 +64,7 @@ def diagnose(
     names = class_names_for(sources[splits[0]], num_classes, ignore_index, binary)
     k = len(names)
     report = Report(names, pixels=np.zeros(k, np.int64), image_counts=np.zeros(k, np.int64))
+    report.split_sizes = {split: len(source) for split, source in sources.items()}
     total = sum(len(s) for s in sources.values())
     for source in sources.values():
         for index in range(len(source)):

@@ -29,7 +29,7 @@ def decode_image(source: str | Path | IO[bytes], name: str | Path) -> DecodedIma
     try:
         with Image.open(source) as im:
             mode = im.mode  # before decoding, as the file declares it
-            rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+            rgb = np.array(ImageOps.exif_transpose(im).convert("RGB"))  # writable
             orientation = im.getexif().get(EXIF_ORIENTATION)  # the tag exif_transpose read
     except FileNotFoundError:
         raise DataError(f"{name}: image not found") from None
@@ -87,7 +87,7 @@ def read_mask(path: str | Path) -> np.ndarray:
                 )
             if mode == "LA":
                 im = im.getchannel(0)
-            array = np.asarray(im)
+            array = np.array(im)  # writable: torch.from_numpy warns on read-only arrays
     except FileNotFoundError:
         raise DataError(f"{path}: mask not found") from None
     except Image.DecompressionBombError as exc:

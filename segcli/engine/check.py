@@ -12,6 +12,7 @@ from segcli.config import parse_field_sets
 from segcli.data.doctor import ERROR, NOTE, WARNING, Report, diagnose
 
 EXAMPLES = 3
+PIPED_WIDTH = 10_000
 
 
 # The settings of `segcli train` that change how a dataset is read (`check --set`).
@@ -32,14 +33,21 @@ def run_check(
             binary=settings.get("binary", False),
             via_attribute=settings.get("via_attribute"),
         )
-    console.print(findings_table(report))
-    console.print(class_table(report))
+    # Off a terminal (a pipe, a log file) rows keep their natural width: no path folded.
+    width = None if console.is_terminal else PIPED_WIDTH
+    console.print(findings_table(report), width=width)
+    console.print(class_table(report), width=width)
     errors = len(report.errors)
     console.print(
         f"{report.images} images checked: {errors} error(s), "
         f"{len(report.findings) - errors} note(s)",
         highlight=False,
     )
+    if report.split_sizes.get("val") == 0:
+        console.print(
+            "note: the val split is empty; train runs without validation and writes no best.pt",
+            highlight=False,
+        )
     return report
 
 

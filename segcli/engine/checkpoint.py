@@ -64,17 +64,41 @@ def save(path: str | Path, payload: dict[str, Any]) -> None:
 
 def load(path: str | Path) -> dict[str, Any]:
     """Read a segcli checkpoint onto the CPU; a missing or foreign file is a DataError."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: not a readable checkpoint ({reason})") from None
+    payload = read_torch_file(path, "checkpoint")
     if not isinstance(payload, dict) or "model" not in payload:
         raise DataError(f"{path}: not a segcli checkpoint (no model weights inside)")
     return payload
+
+
+def read_torch_file(path: str | Path, what: str) -> Any:
+    """torch.load onto the CPU (tensors and plain containers only); a file that is missing or
+    not a PyTorch file is one DataError line saying what the file is."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError):
+        raise DataError(f"{path}: not a {what}: {describe_file(path)}") from None
+
+
+def describe_file(path: Path) -> str:
+    """What a file that torch cannot read looks like, from its first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK\x03\x04"):
+        return "a PyTorch (zip) file that is truncated or damaged"
+    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8")):
+        return "an image"
+    if head[:1] == b"\x80":
+        return "a Python pickle holding objects other than tensors, or damaged"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "a binary file of another format"
+    return "a JSON file" if text.lstrip()[:1] in "{[" else "a text file"
 
 
 def restore_model(

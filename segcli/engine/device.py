@@ -22,6 +22,12 @@ def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"--device '{name}': expected auto, cpu, cuda, cuda:N or mps") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device '{name}': expected auto, cpu, cuda, cuda:N or mps")
+    if device.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ConfigError(f"--device {name}: Apple's MPS is not available on this machine")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"--device {name}: CUDA is not available on this machine")

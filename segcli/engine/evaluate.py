@@ -27,15 +27,18 @@ def evaluate_checkpoint(
     predict=None,
     sets: Iterable[str] = (),
     save_json: Path | None = None,
+    metric: str | None = None,
 ) -> tuple[dict, tuple[str, ...], object]:
     """Scores of a checkpoint on the val split of `data` (default: the data it was trained on).
 
     `predict`: a semantic prediction function (TTA, CRF: segcli.engine.predict); `sets`: model
     options to change (`output_stride=8`); `save_json`: where to write the COCO results of an
-    instance model. Returns (result, class names, task module).
+    instance model; `metric`: the score asked for, checked against the task before anything
+    runs. Returns (result, class names, task module).
     """
     device = select_device(device_name)
     model, recipe, cfg, names, _ = checkpoint.restore_model(path, device, sets)
+    check_metric(metric, tasks.get(recipe.task), f"{path}, a {recipe.name} checkpoint,")
     check_semantic_predict(recipe, predict)
     extra = {} if predict is None else {"predict": predict}
     if save_json is not None and recipe.task != "instance":
@@ -53,6 +56,12 @@ def evaluate_checkpoint(
     else:
         result = task.validate(model, task_data, cfg, device, precision, DistInfo(), **extra)
     return result, names, task
+
+
+def check_metric(metric: str | None, task, what: str) -> None:
+    """`--metric` must be one the task reports."""
+    if metric is not None and metric not in task.METRICS:
+        raise ConfigError(f"--metric {metric}: {what} reports {', '.join(task.METRICS)}")
 
 
 def check_semantic_predict(recipe, predict) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import track
 
+from segcli import io
 from segcli.data.images import list_images, read_image
 from segcli.engine import checkpoint
 from segcli.engine.annotate import (
@@ -20,6 +21,8 @@ from segcli.engine.device import select_device
 from segcli.engine.evaluate import check_semantic_predict
 from segcli.engine.semantic import predict_logits
 from segcli.errors import ConfigError, DataError
+
+DEFAULT_SCORE_THRESHOLD = 0.5
 
 
 def collect_sources(sources: list[Path]) -> list[Path]:
@@ -51,7 +54,7 @@ def infer(
     device_name: str = "auto",
     console: Console | None = None,
     predict=None,
-    score_threshold: float = 0.5,
+    score_threshold: float | None = None,
     splash: bool = False,
 ) -> list[Path]:
     """Annotate every image and video (segcli.engine.annotate says what is written per task)
@@ -67,23 +70,26 @@ def infer(
     images = [f for f in files if not is_video(f)]
     written = []
     quiet = not console.is_terminal
-    for path in track(images, description="infer", console=console, disable=quiet):
-        written += annotator.image(read_image(path), out_dir, path.stem)
-    for path in (f for f in files if is_video(f)):
-        kind = "splash" if splash else "overlay"  # _annotator allows --splash on instance only
-        target = out_dir / f"{path.stem}_{kind}{path.suffix.lower()}"
-        written.append(annotate_video(path, target, annotator.frame, console))
-    if images:
-        annotator.finish(out_dir)
-    return written
+    with io.staged_files(out_dir) as staging:  # a bad input leaves no partial output
+        for path in track(images, description="infer", console=console, disable=quiet):
+            written += annotator.image(read_image(path), staging, path.stem)
+        for path in (f for f in files if is_video(f)):
+            kind = "splash" if splash else "overlay"  # _annotator: --splash on instance only
+            target = staging / f"{path.stem}_{kind}{path.suffix.lower()}"
+            written.append(annotate_video(path, target, annotator.frame, console))
+        if images:
+            annotator.finish(staging)
+    return [out_dir / path.relative_to(staging) for path in written]
 
 
 def _annotator(recipe, model, names, payload, device, predict, score_threshold, splash):
     check_semantic_predict(recipe, predict)
     if recipe.task == "instance":
+        threshold = DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
         return InstanceAnnotator(
-            model, names, payload.get("category_ids"), device, score_threshold, splash
+            model, names, payload.get("category_ids"), device, threshold, splash
         )
-    if splash:
-        raise ConfigError(f"--splash needs an instance recipe, not {recipe.name}")
+    for flag, given in (("--splash", splash), ("--score-threshold", score_threshold is not None)):
+        if given:
+            raise ConfigError(f"{flag} applies to instance recipes, not {recipe.name}")
     return SemanticAnnotator(model, names, device, predict or predict_logits)

@@ -36,6 +36,7 @@ from segcli.metrics.coco import (
 )
 
 SCORE = "mask_ap"
+METRICS = ("mask-ap", "box-ap", "all")  # what `segcli eval --metric` takes
 PLOTS = ("curves.png",)
 LABELS = dict(zip(STATS, ("AP", "AP50", "AP75", "APs", "APm", "APl")))
 
@@ -152,6 +153,19 @@ def results_table(result: dict, class_names, title: str = "validation") -> Group
         f"{k:<4} " + "  ".join(f"{label} {_fmt(result[f'{k}_{s}'])}" for s, label in LABELS.items())
         for k in kinds
     ]
+    lines += _notes(result)
+    return Group(table, Text("\n".join(lines)))
+
+
+def summary_line(result: dict) -> str:
+    """AP and AP50 of masks and boxes on one line."""
+    kinds = [k for k in KINDS if f"{k}_ap" in result]
+    scores = [f"{k} AP {_fmt(result[f'{k}_ap'])} AP50 {_fmt(result[f'{k}_ap50'])}" for k in kinds]
+    return "  ".join(scores + _notes(result)[:1])
+
+
+def _notes(result: dict) -> list[str]:
+    lines = []
     if result.get("detections") == 0:
         lines.append("no detections: every AP is 0")
     if "maskiou_pearson" in result:
@@ -162,7 +176,7 @@ def results_table(result: dict, class_names, title: str = "validation") -> Group
             f"mask AP {_fmt(result['mask_ap'])} with the calibrated score vs "
             f"{_fmt(result['mask_ap_plain'])} with the classification score"
         )
-    return Group(table, Text("\n".join(lines)))
+    return lines
 
 
 def _fmt(value: float | None) -> str:

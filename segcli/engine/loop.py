@@ -11,6 +11,7 @@ import math
 import os
 import random
 import re
+import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -112,7 +113,7 @@ def _fit(cfg, recipe, log, device, dist, resume) -> Path:
     task = tasks.get(recipe.task)
     seed_everything(cfg.seed + dist.rank)
     data = task.build_data(cfg)
-    _check_split_sizes(cfg, data, dist)
+    _check_split_sizes(cfg, data, dist, log)
     if resume is not None:
         check_classes(resume, data.class_names)
     model = recipe.build_model(len(data.class_names), pretrained=cfg.pretrained, **cfg.model)
@@ -161,8 +162,9 @@ def _check_more_to_do(resume: ResumePoint, state: Progress, total: int) -> None:
         )
 
 
-def _check_split_sizes(cfg, data, dist) -> None:
-    """Refuse, before any folder is made, splits that cannot train or validate."""
+def _check_split_sizes(cfg, data, dist, log) -> None:
+    """Refuse, before any folder is made, a train split that cannot fill a batch; say what an
+    empty val split means."""
     batch = cfg.batch_size * cfg.accumulate * dist.world_size
     if len(data.train) < batch:
         raise DataError(
@@ -170,7 +172,10 @@ def _check_split_sizes(cfg, data, dist) -> None:
             f"batch of {batch}; lower --batch-size"
         )
     if len(data.val) == 0:
-        raise DataError(f"{cfg.data}: the val split is empty; best.pt and eval need one")
+        log.warn(
+            f"{cfg.data}: the val split is empty: training without validation, so no best.pt "
+            "(last.pt holds the final weights)"
+        )
 
 
 def _freeze(model, spec: str, log) -> None:
@@ -251,6 +256,7 @@ class Trainer:
     total: int
     saved_iteration: int | None = None  # the iteration last.pt holds, once written
     last_val: dict | None = None
+    stepping: bool = False  # inside an optimizer step
 
     def __post_init__(self):
         self.metrics_log = MetricsLog(self.session.run_dir / "metrics.jsonl")
@@ -267,18 +273,24 @@ class Trainer:
                         state.epoch, state.batch_in_epoch = state.epoch + 1, 0
                         if self.cfg.val_every == 0 and state.iteration < self.total:
                             self.validate(state)
-            except RuntimeError as exc:  # gloo/NCCL: a peer died or stopped answering
-                if not self.dist.enabled:
-                    raise
-                raise SegcliError(
-                    f"a peer rank stopped ({_first_line(exc)}); {self._kept()}"
-                ) from None
+                if self.last_val is None or self.last_val["iter"] != state.iteration:
+                    self.validate(state)
+            except Interrupted:
+                raise
             except Terminated:
-                raise SegcliError(
-                    f"stopped by SIGTERM (torchrun stops every rank when one fails); {self._kept()}"
-                ) from None
-        if self.last_val is None or self.last_val["iter"] != state.iteration:
-            self.validate(state)
+                why = " (torchrun stops every rank when one fails)" if self.dist.enabled else ""
+                raise SegcliError(f"stopped by SIGTERM{why}; {self._kept()}") from None
+            except SegcliError as exc:  # a data error mid-epoch, a non-finite loss
+                raise type(exc)(f"{exc}; {self._save_after_error(state)}") from None
+            except RuntimeError as exc:
+                if self.dist.enabled:  # gloo/NCCL: a peer died or stopped answering
+                    reason = f"a peer rank stopped ({_first_line(exc)})"
+                    raise SegcliError(f"{reason}; {self._save_after_error(state)}") from None
+                self.log.warn(self._save_after_error(state))
+                raise
+            except Exception:  # a bug or a library failure: its traceback, but no work lost
+                self.log.warn(self._save_after_error(state))
+                raise
         self.save_last(state)
         self.session.finish(
             self.model,
@@ -327,8 +339,10 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
             return
+        self.stepping = True  # an error inside leaves the weights half-updated: not saved
         optimizer_step(self.model, self.optimizer, self.scaler, self.cfg.grad_clip)
         self.scheduler.step()
+        self.stepping = False
 
     def _after_step(self, state: Progress, losses: dict, bar) -> None:
         lr = self.optimizer.param_groups[0]["lr"]
@@ -360,9 +374,8 @@ class Trainer:
             return True
         if not self.cfg.skip_nonfinite:
             raise NonFiniteLoss(
-                f"non-finite loss at iteration {state.iteration + 1}; stopped, "
-                f"{self.session.run_dir / 'last.pt'} keeps the last good state (lower --lr, "
-                "or --set skip_nonfinite=true to skip such steps)"
+                f"non-finite loss at iteration {state.iteration + 1} (lower --lr, or "
+                "--set skip_nonfinite=true to skip such steps)"
             )
         state.skipped_nonfinite += 1
         self.log.warn(
@@ -372,6 +385,10 @@ class Trainer:
         return False
 
     def validate(self, state: Progress) -> None:
+        """Score the val split (none: nothing to do), keep the best weights, log the result
+        (one line, the per-class table for the last step)."""
+        if not len(self.data.val):
+            return
         distributed.broadcast_buffers(checkpoint.unwrap(self.model))
         result = self.task.validate(
             self.model, self.data, self.cfg, self.device, self.precision, self.dist
@@ -385,7 +402,8 @@ class Trainer:
             self.metrics_log.append(
                 {"kind": "val", "iter": state.iteration, "epoch": state.epoch, **result}
             )
-            self.log.validation(self.task, result, self.data.class_names, state.iteration)
+            final = state.iteration >= self.total
+            self.log.validation(self.task, result, self.data.class_names, state.iteration, final)
             if improved:
                 self.session.save_best(self.model, state, result)
         train_mode(self.model)
@@ -409,7 +427,22 @@ class Trainer:
         self.save_last(state)
         raise Interrupted(
             f"interrupted at iteration {state.iteration}; {self.session.run_dir / 'last.pt'} "
-            f"written; resume with: {self.session.resume_command()}"
+            f"written; resume with: {self._resume_command()}"
+        )
+
+    def _save_after_error(self, state: Progress) -> str:
+        """Write last.pt at the last finished optimizer step, if there is one and the error
+        did not strike inside it; say what the run folder now holds."""
+        if self.stepping or state.iteration == 0 or self.saved_iteration == state.iteration:
+            return self._kept()
+        state.batch_in_epoch -= state.batch_in_epoch % self.cfg.accumulate  # a step's start
+        try:
+            self.save_last(state)
+        except SegcliError as exc:
+            return f"{exc}; {self._kept()}"
+        return (
+            f"{self.session.run_dir / 'last.pt'} written at iteration {state.iteration}; "
+            f"resume with: {self._resume_command()}"
         )
 
     def _kept(self) -> str:
@@ -418,5 +451,12 @@ class Trainer:
             return "no last.pt was written yet"
         return (
             f"{path} (iteration {self.saved_iteration}) is intact; resume with: "
-            f"{self.session.resume_command()}"
+            f"{self._resume_command()}"
         )
+
+    def _resume_command(self) -> str:
+        """The command that continues this run (its own settings come from last.pt)."""
+        args = ["train", self.recipe.name, "--out", str(self.session.run_dir), "--resume", "auto"]
+        if self.dist.enabled:
+            return f"torchrun --nproc_per_node {self.dist.world_size} -m segcli {shlex.join(args)}"
+        return f"segcli {shlex.join(args)}"

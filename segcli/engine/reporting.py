@@ -16,6 +16,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+LINE_EVERY_S = 30  # a progress line at least this often when output is not a terminal
+
 
 class Reporter:
     def __init__(self, console: Console, enabled: bool = True):
@@ -52,11 +54,15 @@ class Reporter:
         finally:
             bar.close()
 
-    def validation(self, task, result: dict, class_names, iteration: int) -> None:
-        if self.enabled:
-            self.console.print(
-                task.results_table(result, class_names, f"validation at iteration {iteration}")
-            )
+    def validation(self, task, result: dict, class_names, iteration: int, final: bool) -> None:
+        """One line per validation; the per-class table for the final one."""
+        if not self.enabled:
+            return
+        title = f"validation at iteration {iteration}"
+        if final:
+            self.console.print(task.results_table(result, class_names, title))
+        else:
+            self.info(f"{title}: {task.summary_line(result)}")
 
     def summary(self, rows: list[tuple[str, str]]) -> None:
         if not self.enabled:
@@ -67,6 +73,20 @@ class Reporter:
         self.console.print(table)
 
 
+def config_table(cfg, origins: dict[str, str]) -> Table:
+    """Every setting and model option with its value and where the value comes from."""
+    table = Table(title=f"segcli train {cfg.recipe}: resolved config")
+    for column in ("setting", "value", "from"):
+        table.add_column(column)
+    values = cfg.to_dict()
+    model = values.pop("model")
+    values.pop("recipe")
+    for key, value in [*values.items(), *model.items()]:
+        name = key if key in values else f"{key} (model)"
+        table.add_row(name, repr(value), origins.get(key, "default"))
+    return table
+
+
 class _Bar:
     """A rich progress bar (loss, lr, it/s, ETA); on a non-terminal, a log line now and then."""
 
@@ -75,6 +95,7 @@ class _Bar:
         self.started, self.start_done = time.perf_counter(), done
         self.live = enabled and console.is_terminal
         self.every = max(1, total // 20)
+        self.printed = self.started
         self.progress = None
         if self.live:
             self.progress = Progress(
@@ -99,13 +120,19 @@ class _Bar:
         speed = (self.done - self.start_done) / max(time.perf_counter() - self.started, 1e-9)
         if self.progress is not None:
             self.progress.update(self.task, completed=self.done, loss=loss, lr=lr, speed=speed)
-        elif self.enabled and (self.done % self.every == 0 or self.done == self.total):
+        elif self.enabled and self._line_due():
+            self.printed = time.perf_counter()
             eta = (self.total - self.done) / max(speed, 1e-9)
             self.console.print(
                 f"iter {self.done}/{self.total}  loss {loss:.4f}  lr {lr:.2e}  "
                 f"{speed:.2f} it/s  eta {eta:.0f}s",
                 highlight=False,
             )
+
+    def _line_due(self) -> bool:
+        """Off a terminal: every 5% of the run, at the end, and at least every LINE_EVERY_S."""
+        stale = time.perf_counter() - self.printed >= LINE_EVERY_S
+        return stale or self.done % self.every == 0 or self.done == self.total
 
     def close(self) -> None:
         if self.progress is not None:

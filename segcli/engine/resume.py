@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segcli.config import TrainConfig, config_from_dict, resolve_config
+from segcli.config import TrainConfig, config_from_dict, config_layers, merge_layers
 from segcli.engine import checkpoint, runs
 from segcli.engine.weights import checkpoint_architecture
 from segcli.errors import ConfigError, DataError
@@ -32,23 +32,36 @@ class ResumePoint:
     saved: TrainConfig  # the run's own config
 
 
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What `segcli train` will do: its config, the layers it came from, the resume point."""
+
+    cfg: TrainConfig
+    layers: list
+    resume: ResumePoint | None = None
+
+
 def resolve_training(
     recipe: Recipe, flags: Mapping[str, Any], sets: Iterable[str], log
-) -> tuple[TrainConfig, ResumePoint | None]:
-    """The config of `segcli train` (the resumed run's, with the flags given now on top) and
-    the point to resume from (None for a new run)."""
+) -> TrainingPlan:
+    """The config of `segcli train` (a resumed run's own, with the flags given now on top; a
+    new run's, with the architecture of the checkpoint --weights names) and the point to resume
+    from."""
     sets = list(sets)
-    cfg = resolve_config(recipe, flags, sets)
-    if not cfg.resume:
-        inherited = checkpoint_architecture(cfg.weights, recipe)
-        if inherited:
-            log.info(f"--weights {cfg.weights}: its model options are this run's defaults")
-            cfg = resolve_config(recipe, flags, sets, inherited=inherited)
-        return cfg, None
-    point = locate(cfg, recipe, log)
-    cfg = resolve_config(recipe, flags, sets, base=point.saved)
-    check_changes(point, cfg, log)
-    return cfg, point
+    layers = config_layers(recipe, flags, sets)
+    cfg = merge_layers(recipe, layers)
+    if cfg.resume:
+        point = locate(cfg, recipe, log)
+        layers = config_layers(recipe, flags, sets, base=point.saved)
+        cfg = merge_layers(recipe, layers)
+        check_changes(point, cfg, log)
+        return TrainingPlan(cfg, layers, point)
+    inherited = checkpoint_architecture(cfg.weights, recipe)
+    if inherited:
+        log.info(f"--weights {cfg.weights}: its model options are this run's defaults")
+        layers = config_layers(recipe, flags, sets, inherited=inherited)
+        cfg = merge_layers(recipe, layers)
+    return TrainingPlan(cfg, layers)
 
 
 def locate(cfg: TrainConfig, recipe: Recipe, log) -> ResumePoint:

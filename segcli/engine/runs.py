@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +68,7 @@ class MetricsLog:
         self.path = path
 
     def append(self, record: dict[str, Any]) -> None:
-        io.append_line(self.path, json.dumps(_finite(record)))
+        io.append_line(self.path, io.json_text(record))
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.is_file():
@@ -85,15 +84,4 @@ class MetricsLog:
     def truncate_after(self, iteration: int) -> None:
         """Drop records past `iteration` (a resumed run rewrites them)."""
         rows = [r for r in self.read() if r.get("iter", 0) <= iteration]
-        io.write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows))
-
-
-def _finite(value):
-    """JSON has no NaN: write null for it."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+        io.write_text(self.path, "".join(io.json_text(r) + "\n" for r in rows))

@@ -19,6 +19,7 @@ from segcli.data.transforms import eval_transform, semantic_train_transform
 from segcli.metrics import SegMetrics
 
 SCORE = "miou"
+METRICS = ("miou", "pa", "mpa", "fwiou", "all")  # what `segcli eval --metric` takes
 PLOTS = ("curves.png", "confusion.png")  # what write_plots puts in the run folder
 
 
@@ -43,6 +44,8 @@ def build_data(cfg: TrainConfig, splits: tuple[str, ...] = ("train", "val")) -> 
     k = len(names)
     if "train" in sources and cfg.data != BUILTIN_DATA:  # stop before a step, not mid-epoch
         preflight(sources["train"], k, cfg.ignore_index, cfg.binary)
+        if "val" in sources:  # every val file: a validation must not fail hours in
+            preflight(sources["val"], k, cfg.ignore_index, cfg.binary, len(sources["val"]))
     sets = {}
     for split, source in sources.items():
         transform = (
@@ -112,11 +115,15 @@ def results_table(result: dict, class_names, title: str = "validation") -> Group
     for i, name in enumerate(class_names):
         iou, acc = result["per_class_iou"][i], result["per_class_acc"][i]
         table.add_row(str(i), name, _fmt(iou), _fmt(acc))
-    summary = (
+    return Group(table, Text(summary_line(result)))
+
+
+def summary_line(result: dict) -> str:
+    """The four scores on one line."""
+    return (
         f"mIoU {_fmt(result['miou'])}  pixel acc {_fmt(result['pa'])}  "
         f"mean acc {_fmt(result['mpa'])}  fwIoU {_fmt(result['fwiou'])}"
     )
-    return Group(table, Text(summary))
 
 
 def _fmt(value: float) -> str:

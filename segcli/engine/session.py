@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,12 +61,6 @@ class RunSession:
                 f"{path}: could not write the checkpoint ({exc.strerror or exc}); {kept}"
             ) from None
 
-    def resume_command(self) -> str:
-        argv = [a for a in sys.argv[1:] if not a.startswith("--resume")]
-        if "--out" not in argv:
-            argv += ["--out", str(self.run_dir)]
-        return "segcli " + shlex.join(argv + ["--resume", "auto"])
-
     def finish(self, model, task, data, device, state, seconds: float, last_val) -> None:
         """Plots, sample overlays and the final summary (rank 0)."""
         if not self.is_main:
@@ -82,22 +74,22 @@ class RunSession:
             self.run_dir / "samples",
             device,
         )
-        score = task.score_of(last_val) if last_val else float("nan")
-        self.log.summary(
-            [
-                ("run folder", str(self.run_dir)),
-                ("iterations", f"{state.iteration}"),
-                ("time", f"{seconds:.1f} s"),
-                (f"final {task.SCORE}", f"{score:.4f}"),
+        rows = [("run folder", str(self.run_dir)), ("iterations", f"{state.iteration}")]
+        rows.append(("time", f"{seconds:.1f} s"))
+        if last_val:
+            rows += [
+                (f"final {task.SCORE}", f"{task.score_of(last_val):.4f}"),
                 (
                     f"best {task.SCORE}",
                     f"{state.best_score:.4f} (iteration {state.best_iteration})",
                 ),
                 ("checkpoints", f"{self.run_dir / 'best.pt'}, {self.run_dir / 'last.pt'}"),
-                ("plots", ", ".join(str(self.run_dir / name) for name in task.PLOTS)),
                 ("samples", f"{self.run_dir / 'samples'}"),
             ]
-        )
+        else:
+            rows.append(("checkpoint", f"{self.run_dir / 'last.pt'} (no val split, no best.pt)"))
+        rows.append(("plots", ", ".join(str(self.run_dir / name) for name in task.PLOTS)))
+        self.log.summary(rows)
 
 
 def open_session(

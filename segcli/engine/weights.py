@@ -10,8 +10,6 @@ predictors when the class count changes), so nothing else is lost silently.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from segcli.engine.checkpoint import read_torch_file
 from segcli.errors import DataError
 
 TORCHVISION_PREFIX = "torchvision:"
@@ -75,19 +74,10 @@ def read_weights(spec: str) -> dict[str, torch.Tensor]:
 
         weights = torchvision_weights(spec.removeprefix(TORCHVISION_PREFIX))
         return plain_state_dict(load_pretrained(weights, spec))
-    path = Path(spec)
-    if not path.is_file():
-        raise DataError(f"{path}: weights file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError):
-        raise DataError(
-            f"{path}: not a readable weights file (a torch.save'd state dict or segcli "
-            "checkpoint); it may be truncated or of another format"
-        ) from None
+    payload = read_torch_file(spec, "weights file (a state dict or segcli checkpoint)")
     state = plain_state_dict(payload) if isinstance(payload, dict) else {}
     if not state:
-        raise DataError(f"{path}: holds no tensors (not a state dict or segcli checkpoint)")
+        raise DataError(f"{spec}: holds no tensors (not a state dict or segcli checkpoint)")
     return state
 
 
