@@ -100,6 +100,15 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Non
     write_text(path, json.dumps(obj, indent=indent, allow_nan=True) + "\n")
 
 
+def nan_to_null(obj: Any) -> Any:
+    """`obj` with every float NaN, in nested dicts and lists, replaced by None (JSON null)."""
+    if isinstance(obj, dict):
+        return {k: nan_to_null(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [nan_to_null(v) for v in obj]
+    return None if isinstance(obj, float) and obj != obj else obj
+
+
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
     import torch
 
