@@ -173,8 +173,9 @@ def test_counts_add_up_over_images():
         ("pred", [[1, 1]], segments((1, SKY), (2, SKY)), "lists segment 2, which has no pixel"),
         ("pred", [[1, 1]], segments((1, 77)), "unknown category_id 77"),
         ("pred", [[0, 1]], segments((0, SKY), (1, SKY)), "segment id 0, which is VOID"),
-        ("pred", [[1, 1]], segments((1, SKY), (1, SKY)), "segment id 1 appears twice"),
+        ("pred", [[1, 1]], segments((1, SKY), (1, CAR)), "segment id 1 appears twice"),
         ("pred", [[1, 1, 1]], segments((1, SKY)), "shape"),
+        ("pred", [[1, -1]], segments((1, SKY)), "segment ids must be in"),
     ],
 )
 def test_inconsistent_segments_are_named(side, pred_ids, pred_segments, message):

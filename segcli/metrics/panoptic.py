@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 VOID = 0
+OFFSET = 256**3  # segment ids are below it (three 8-bit PNG channels)
 MATCH_IOU = 0.5  # section 4.1: IoU > 0.5 makes matches unique
 IGNORED_FRACTION = 0.5  # an unmatched prediction more than half VOID or crowd is not an FP
 
@@ -55,42 +56,37 @@ class PanopticQuality:
 
     def update(self, pred_ids, pred_segments: Iterable[Mapping], gt_ids, gt_segments) -> None:
         """Add one image: `pred_ids` and `gt_ids` are segment id maps [H, W] (integers)."""
-        pred_ids, gt_ids = np.asarray(pred_ids), np.asarray(gt_ids)
+        pred_ids, gt_ids = np.asarray(pred_ids, np.int64), np.asarray(gt_ids, np.int64)
         if pred_ids.shape != gt_ids.shape:
             raise SegmentError("pred", f"shape {pred_ids.shape} is not the gt's {gt_ids.shape}")
-        gt_index, gt_cat, crowd = self._segments("gt", gt_ids, gt_segments)
-        pred_index, pred_cat, _ = self._segments("pred", pred_ids, pred_segments)
-        n_pred = len(pred_cat)
-        inter = np.bincount(gt_index * n_pred + pred_index, minlength=len(gt_cat) * n_pred)
-        self._add(inter.reshape(len(gt_cat), n_pred), gt_cat, crowd, pred_cat)
+        for side, ids in (("gt", gt_ids), ("pred", pred_ids)):
+            if ids.size and (ids.min() < 0 or ids.max() >= OFFSET):
+                raise SegmentError(side, f"segment ids must be in [0, {OFFSET})")
+        # every (gt id, pred id) pair and its pixel count in one sort, as panopticapi does
+        pairs, counts = np.unique(gt_ids * OFFSET + pred_ids, return_counts=True)
+        gt_table, gt_cat, crowd = self._table("gt", gt_segments)
+        pred_table, pred_cat, _ = self._table("pred", pred_segments)
+        rows = _rows("gt", gt_table, pairs // OFFSET), _rows("pred", pred_table, pairs % OFFSET)
+        inter = np.zeros((len(gt_table), len(pred_table)), np.int64)
+        inter[rows] = counts
+        _check_drawn("gt", gt_table, inter.sum(1))
+        _check_drawn("pred", pred_table, inter.sum(0))
+        self._add(inter, gt_cat, crowd, pred_cat)
 
-    def _segments(self, side: str, ids: np.ndarray, segments: Iterable[Mapping]):
-        """(each pixel's row in the segment table, category index per row, crowd per row);
-        row 0 is VOID (category -1). Every id in the map must be listed and vice versa."""
-        table = sorted((int(s["id"]), s) for s in segments)
-        seg_ids = np.array([VOID] + [i for i, _ in table], np.int64)
+    def _table(self, side: str, segments: Iterable[Mapping]):
+        """(segment ids, category index, crowd flag) per row of the image's segment table,
+        sorted by id; row 0 is VOID (category -1)."""
+        table = sorted(segments, key=lambda s: int(s["id"]))
+        seg_ids = np.array([VOID] + [int(s["id"]) for s in table], np.int64)
         problem = _table_problem(seg_ids)
-        for seg_id, seg in table:
+        for seg in table:
             if problem is None and int(seg["category_id"]) not in self._index:
-                problem = f"segment {seg_id} has unknown category_id {seg['category_id']}"
+                problem = f"segment {seg['id']} has unknown category_id {seg['category_id']}"
         if problem:
             raise SegmentError(side, problem)
-        rows = np.searchsorted(seg_ids, ids.ravel())
-        rows[rows == len(seg_ids)] = 0
-        stray = seg_ids[rows] != ids.ravel()
-        if stray.any():
-            raise SegmentError(
-                side, f"segment id {ids.ravel()[stray][0]} is in the PNG but not in segments_info"
-            )
-        present = np.bincount(rows, minlength=len(seg_ids)) > 0
-        if not present[1:].all():
-            missing = seg_ids[1:][~present[1:]][0]
-            raise SegmentError(
-                side, f"segments_info lists segment {missing}, which has no pixel in the PNG"
-            )
-        cats = np.array([-1] + [self._index[int(s["category_id"])] for _, s in table], np.int64)
-        crowd = np.array([False] + [bool(s.get("iscrowd", 0)) for _, s in table])
-        return rows, cats, crowd
+        cats = np.array([-1] + [self._index[int(s["category_id"])] for s in table], np.int64)
+        crowd = np.array([False] + [bool(s.get("iscrowd", 0)) for s in table])
+        return seg_ids, cats, crowd
 
     def _add(self, inter: np.ndarray, gt_cat, crowd, pred_cat) -> None:
         """Match one image's segments from their intersections [G, P] (row/column 0: VOID)."""
@@ -144,6 +140,26 @@ class PanopticQuality:
             for i, cid in enumerate(self.category_ids)
         }
         return result
+
+
+def _rows(side: str, table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The table row of each id (a few per image); an id not in the table is an error."""
+    rows = np.minimum(np.searchsorted(table, ids), len(table) - 1)
+    stray = table[rows] != ids
+    if stray.any():
+        raise SegmentError(
+            side, f"segment id {ids[stray][0]} is in the PNG but not in segments_info"
+        )
+    return rows
+
+
+def _check_drawn(side: str, table: np.ndarray, areas: np.ndarray) -> None:
+    """Every listed segment (table[1:], areas[1:]) has pixels in the map."""
+    empty = table[1:][areas[1:] == 0]
+    if len(empty):
+        raise SegmentError(
+            side, f"segments_info lists segment {empty[0]}, which has no pixel in the PNG"
+        )
 
 
 def _table_problem(seg_ids: np.ndarray) -> str | None:
