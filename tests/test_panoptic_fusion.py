@@ -72,9 +72,9 @@ def test_scores_below_the_threshold_are_dropped_and_equal_ones_kept():
 
 
 def test_mask_probabilities_are_binarised_at_a_half():
-    probs = np.zeros((1, 8, 8), np.float32)
-    probs[0, :2, :3] = 0.5
-    probs[0, 2:4, :3] = 0.49
+    probs = np.zeros((1, 1, 8, 8), np.float32)  # an instance model's [N, 1, H, W]
+    probs[0, 0, :2, :3] = 0.5
+    probs[0, 0, 2:4, :3] = 0.49
     ids, segments = fuse_panoptic(
         np.zeros((8, 8), np.int64), np.array([0.9]), np.array([1]), probs, CLASSES, stuff_area=1000
     )

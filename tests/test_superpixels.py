@@ -165,6 +165,10 @@ def user_error(result, *fragments):
 
 
 def test_bad_input_is_one_line_and_writes_nothing(cli, pairs):
+    user_error(
+        cli("superpixels", "images", "--gt", "masks", "--out", "masks"),
+        "a.png: --out masks would overwrite this input",
+    )
     (pairs / "masks" / "b.png").unlink()
     user_error(cli("superpixels", "images", "--gt", "masks", "--out", "sp"), "b.jpg: no mask")
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(pairs / "masks" / "b.png")

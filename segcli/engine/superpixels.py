@@ -40,6 +40,7 @@ def run_superpixels(
     _check_spec(spec)
     images = [_image_only(p) for p in collect_sources(sources)]
     masks = _pair_masks(images, gt_dir) if gt_dir is not None else [None] * len(images)
+    _check_no_overwrite(images + [m for m in masks if m is not None], images, out_dir)
     problem = io.check_writable(out_dir)
     if problem:
         raise DataError(problem)
@@ -55,6 +56,15 @@ def _check_spec(spec: SlicSpec) -> None:
         raise ConfigError(f"--compactness must be positive, got {spec.compactness}")
     if spec.tolerance < 0:
         raise ConfigError(f"--tolerance must be 0 or more pixels, got {spec.tolerance}")
+
+
+def _check_no_overwrite(inputs: list[Path], images: list[Path], out_dir: Path) -> None:
+    """No output file (`<stem>.png`, `<stem>_overlay.jpg`) may be one of the inputs."""
+    names = [f"{p.stem}{suffix}" for p in images for suffix in (".png", "_overlay.jpg")]
+    outputs = {(out_dir / name).resolve() for name in names}
+    for path in inputs:
+        if path.resolve() in outputs:
+            raise DataError(f"{path}: --out {out_dir} would overwrite this input")
 
 
 def _image_only(path: Path) -> Path:

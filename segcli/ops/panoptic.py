@@ -72,7 +72,8 @@ def fuse_panoptic(
     """Segment ids [H, W] (int32, 0 = VOID) and segments_info of one image.
 
     `semantic`: class indices [H, W]; `scores`, `labels`: [N] detections; `masks`: [N, H, W]
-    binary, or probabilities binarised at MASK_THRESHOLD. Instances scoring at least
+    or [N, 1, H, W] (an instance model's output), binary, or probabilities binarised at
+    MASK_THRESHOLD. Instances scoring at least
     `score_threshold`, highest score first (ties: lower index first), each take their free
     pixels, unless more than `overlap_threshold` of the mask is already taken. Then each stuff
     class takes its free pixels, unless fewer than `stuff_area` remain. Segment ids count up
@@ -80,7 +81,7 @@ def fuse_panoptic(
     and instance (the detection's index). Labels not in `classes.things` are skipped.
     """
     scores, labels = np.asarray(scores), np.asarray(labels)
-    masks = np.asarray(masks)
+    masks = np.asarray(masks).reshape(len(scores), *semantic.shape)
     masks = masks if masks.dtype == bool else masks >= MASK_THRESHOLD
     ids = np.zeros(semantic.shape, np.int32)
     segments = []
