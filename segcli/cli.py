@@ -49,6 +49,7 @@ class Metric(str, Enum):
     all = "all"
     mask_ap = "mask-ap"
     box_ap = "box-ap"
+    pq = "pq"
 
 
 @app.command("recipes")
@@ -213,12 +214,27 @@ def eval_command(
         list[str] | None,
         typer.Option("--set", help="Model option key=value, e.g. output_stride=8."),
     ] = None,
+    gt_panoptic: Annotated[
+        Path | None, typer.Option(help="COCO panoptic ground truth json (--metric pq).")
+    ] = None,
+    pred_panoptic: Annotated[Path | None, typer.Option(help="COCO panoptic results json.")] = None,
+    gt_panoptic_dir: Annotated[
+        Path | None, typer.Option(help="Ground-truth PNG folder; default: the json's stem.")
+    ] = None,
+    pred_panoptic_dir: Annotated[
+        Path | None, typer.Option(help="Predicted PNG folder; default: the json's stem.")
+    ] = None,
 ):
-    """Evaluate a checkpoint on a val split, or saved label PNGs with --pred/--gt."""
+    """Evaluate a checkpoint on a val split, saved label PNGs with --pred/--gt, COCO results
+    with --gt-json/--pred-json, or COCO panoptic results with --gt-panoptic/--pred-panoptic."""
     from segcli import io
     from segcli.engine import evaluate, runs, semantic
     from segcli.errors import ConfigError
 
+    panoptic = (gt_panoptic, pred_panoptic, gt_panoptic_dir, pred_panoptic_dir)
+    if metric == Metric.pq or any(panoptic):
+        others = (checkpoint, data, pred, gt, gt_json, pred_json, save_json, tta, crf, set_)
+        return _eval_panoptic(*panoptic, metric, json_out, any(others))
     predict = _predictor(tta, tta_scale, tta_flip, crf, crf_param)
     if gt_json or pred_json:
         result, names, task = _score_result_files(gt_json, pred_json, metric, predict or set_)
@@ -434,6 +450,59 @@ def benchmark_command(
         sets=tuple(set_ or []),
     )
     benchmark(spec, compare_nms, json_out, console)
+
+
+def _eval_panoptic(gt_json, pred_json, gt_dir, pred_dir, metric, json_out, other_inputs):
+    """eval --metric pq: COCO panoptic results scored against COCO panoptic ground truth."""
+    from segcli import io
+    from segcli.engine.panoptic_eval import evaluate_panoptic_files, results_table
+    from segcli.errors import ConfigError
+
+    if metric not in (None, Metric.pq):
+        raise ConfigError(f"--metric {metric.value}: COCO panoptic files give pq")
+    if other_inputs or not (gt_json and pred_json):
+        raise ConfigError(
+            "--metric pq scores COCO panoptic files: give --gt-panoptic and --pred-panoptic "
+            "(and no checkpoint, --data, --pred/--gt, --gt-json, --tta, --crf or --set)"
+        )
+    result = evaluate_panoptic_files(gt_json, pred_json, gt_dir, pred_dir)
+    console.print(results_table(result))
+    for key in ("pq", "sq", "rq"):
+        value = result[key]
+        console.print(f"{key}: {value:.4f}" if not math.isnan(value) else f"{key}: nan")
+    if json_out:
+        io.write_json(json_out, result)
+
+
+@app.command("superpixels")
+@user_errors
+def superpixels_command(
+    sources: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
+    n_segments: Annotated[int, typer.Option(help="Approximate number of superpixels.")] = 100,
+    compactness: Annotated[
+        float, typer.Option(help="Colour vs space balance (higher: more regular).")
+    ] = 10.0,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/superpixels"),
+    gt: Annotated[
+        Path | None, typer.Option(help="Folder of ground-truth masks (class ids), by file stem.")
+    ] = None,
+    tolerance: Annotated[int, typer.Option(help="Boundary recall distance d, pixels.")] = 2,
+    ignore_index: Annotated[int, typer.Option(help="Mask value that is ignored.")] = 255,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the per-image results as JSON.")
+    ] = None,
+):
+    """SLIC superpixels (Achanta et al. 2012): <stem>.png (16-bit superpixel ids) and
+    <stem>_overlay.jpg; with --gt, boundary recall and undersegmentation error per image."""
+    from segcli import io
+    from segcli.engine.superpixels import SlicSpec, mean_row, run_superpixels
+
+    spec = SlicSpec(n_segments, compactness, tolerance, ignore_index)
+    rows = run_superpixels(sources, spec, out, gt, console)
+    console.print(f"wrote {len(rows)} superpixel map(s) and overlays to {out}", highlight=False)
+    if json_out:
+        doc = {**vars(spec), "images": rows, "mean": mean_row(rows)}
+        io.write_json(json_out, doc)
 
 
 def main() -> None:
