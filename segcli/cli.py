@@ -15,13 +15,33 @@ from rich.table import Table
 from segcli.errors import SegcliError
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Train, evaluate, run and benchmark the classic segmentation models.",
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        packages = ("segcli", "torch", "torchvision")
+        console.print("  ".join(f"{name} {version(name)}" for name in packages), highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="segcli, torch and torchvision."
+        ),
+    ] = False,
+):
+    """Train, evaluate, run and benchmark the classic segmentation models."""
 
 
 def user_errors(command):
@@ -123,6 +143,12 @@ def train_command(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="key=value overrides.")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="A saved config.yaml to start from (above the recipe's defaults, below flags)."
+        ),
+    ] = None,
     show_config: Annotated[
         bool,
         typer.Option(
@@ -131,10 +157,7 @@ def train_command(
     ] = False,
 ):
     """Train RECIPE (no --data: on the built-in shapes data)."""
-    from segcli.config import config_origins
-    from segcli.engine.loop import fit
-    from segcli.engine.reporting import Reporter, config_table
-    from segcli.engine.resume import resolve_training
+    from segcli.engine import train
     from segcli.recipe import get_recipe
 
     chosen = get_recipe(recipe)
@@ -156,12 +179,12 @@ def train_command(
         pretrained=pretrained,
         freeze=freeze,
         seed=seed,
+        config=config,
     )
-    plan = resolve_training(chosen, flags, set_ or [], Reporter(console))
     if show_config:
-        console.print(config_table(plan.cfg, config_origins(plan.layers)))
-        return
-    fit(plan.cfg, chosen, console, plan.resume)
+        train.show_config(chosen, flags, set_ or [], console)
+    else:
+        train.train(chosen, flags, set_ or [], console)
 
 
 CRF_HELP = "Dense CRF refinement (DeepLab v1/v2); needs the crf extra (pydensecrf2)."

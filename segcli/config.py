@@ -14,9 +14,10 @@ import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from segcli.errors import ConfigError
+from segcli.errors import ConfigError, DataError
 from segcli.recipe import Recipe
 
 BUILTIN_DATA = "shapes"
@@ -107,6 +108,7 @@ class TrainConfig:
     binary: bool = False  # masks of 0/255 mean background/foreground
     via_attribute: str | None = None  # VIA data: the region attribute holding the class
     skip_nonfinite: bool = False
+    tensorboard: bool = True  # event files in the run folder (the tensorboard extra)
     sync_bn: bool = False
     shapes_train: int = setting(2000, low=1)  # built-in data: images per split
     shapes_val: int = setting(100, low=1)
@@ -151,8 +153,10 @@ def config_layers(
     quick: bool = True,
     base: TrainConfig | None = None,
     inherited: Mapping[str, Any] | None = None,
+    from_file: Mapping[str, Any] | None = None,
 ) -> list[tuple[str, Mapping[str, Any]]]:
-    """The named layers resolve_config merges, lowest first (see there)."""
+    """The named layers resolve_config merges, lowest first (see there); `from_file`: a saved
+    config (`--config`), just below the flags."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     overrides = parse_sets(sets, recipe)
     if base is None:
@@ -163,6 +167,7 @@ def config_layers(
             ("quick profile", recipe.quick if quick and data == BUILTIN_DATA else {}),
             ("pretrained start", recipe.pretrained_options if warm else {}),
             ("--weights checkpoint", inherited or {}),
+            ("--config file", from_file or {}),
         ]
     else:
         saved = base.to_dict()
@@ -173,6 +178,25 @@ def config_layers(
         ]
     layers += [("flag", flags), ("--set", overrides)]
     return [(name, with_resize_options(layer, recipe)) for name, layer in layers]
+
+
+def read_config_file(path: str | Path, recipe: Recipe) -> dict[str, Any]:
+    """A saved config.yaml as a layer: its settings and model options, without the run's own
+    `out` and `resume` (a new run starts from it)."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a valid config file ({type(exc).__name__})") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: expected a mapping of settings")
+    if doc.get("recipe", recipe.name) != recipe.name:
+        raise ConfigError(f"{path}: is a {doc['recipe']} config, not {recipe.name}")
+    model = doc.pop("model", None) or {}
+    return {k: v for k, v in doc.items() if k not in ("recipe", "out", "resume")} | model
 
 
 def merge_layers(recipe: Recipe, layers: Sequence[tuple[str, Mapping[str, Any]]]) -> TrainConfig:

@@ -197,13 +197,14 @@ def predict_instances(model, images: Sequence[np.ndarray], device) -> list[dict]
     return [to_numpy(o) for o in model([image_tensor(image).to(device) for image in images])]
 
 
-def save_samples(
-    model, source, class_names, out_dir, device, count: int = 4, score_threshold: float = 0.5
-) -> None:
-    """Prediction | ground truth instance overlays of the first validation images, enlarged
-    (nearest neighbour) so that small images stay readable."""
+def sample_panels(
+    model, source, class_names, device, count: int = 4, score_threshold: float = 0.5
+) -> list:
+    """(name, uint8 RGB image) for the first validation images: prediction | ground truth
+    instance overlays, enlarged (nearest neighbour) so that small images stay readable."""
     from segcli import viz
 
+    images = []
     for index in range(min(count, len(source))):
         sample = source.load(index)
         image, truth = sample["image"], sample["instances"]
@@ -236,4 +237,5 @@ def save_samples(
         gap = np.full((big.shape[0], 4, 3), 255, np.uint8)
         row = np.concatenate([panels[0], gap, panels[1]], axis=1)
         strip = viz.caption_strip(row.shape[1], "prediction | ground truth")
-        viz.save_jpeg(out_dir / f"{sample['name']}.jpg", np.concatenate([row, strip], axis=0))
+        images.append((sample["name"], np.concatenate([row, strip], axis=0)))
+    return images

@@ -28,6 +28,7 @@ from segcli.config import TrainConfig
 from segcli.data.loader import train_loader
 from segcli.engine import checkpoint, distributed, reporting, tasks
 from segcli.engine.device import Precision, select_device, select_precision
+from segcli.engine.events import Events
 from segcli.engine.freeze import freeze_backbone, train_mode
 from segcli.engine.optim import build_optimizer, build_scheduler, linear_scaled_lr
 from segcli.engine.resume import ResumePoint, check_changes, check_classes, locate
@@ -81,20 +82,24 @@ def fit(
     recipe: Recipe,
     console: Console | None = None,
     resume: ResumePoint | None = None,
+    log: reporting.Reporter | None = None,
 ) -> Path:
     """Train `recipe` as `cfg` says (continuing `resume`, which `cfg.resume` names and
-    segcli.engine.resume resolves when not given); returns the run folder."""
+    segcli.engine.resume resolves when not given); returns the run folder. The global state
+    it sets (random generators, denormal flushing, log handlers) is restored on return."""
     console = console or Console()
     device = select_device(cfg.device, int(os.environ.get("LOCAL_RANK", 0)))
+    rng = checkpoint.rng_state()
     # Denormal floats (weights decaying towards 0) make CPU kernels many times slower.
     torch.set_flush_denormal(True)
     dist = distributed.init_distributed(use_cuda=device.type == "cuda")
+    log = log or reporting.Reporter(console, enabled=dist.is_main)
     try:
-        log = reporting.Reporter(console, enabled=dist.is_main)
-        if cfg.resume and resume is None:
-            resume = locate(cfg, recipe, log)
-            check_changes(resume, cfg, log)
-        return _fit(cfg, recipe, log, device, dist, resume)
+        with log.attached():
+            if cfg.resume and resume is None:
+                resume = locate(cfg, recipe, log)
+                check_changes(resume, cfg, log)
+            return _fit(cfg, recipe, log, device, dist, resume)
     except SegcliError as exc:  # shown as one line: drop the frames, which hold the model
         exc.__context__ = None
         raise exc.with_traceback(None) from None
@@ -104,6 +109,8 @@ def fit(
         # can still hold frames of _fit, hence the collection.
         gc.collect()
         distributed.shutdown()
+        torch.set_flush_denormal(False)  # torch's default
+        checkpoint.set_rng_state(rng)
 
 
 def _fit(cfg, recipe, log, device, dist, resume) -> Path:
@@ -141,6 +148,8 @@ def _fit(cfg, recipe, log, device, dist, resume) -> Path:
     session = open_session(
         cfg, recipe, data.class_names, dist, log, model_bytes, data.category_ids, resume
     )
+    if dist.is_main:
+        log.write_log_to(session.run_dir / "train.log")
     if resume is not None:
         log.info(f"resumed from {resume.path} at iteration {state.iteration}/{total}")
     if weights is not None and dist.is_main:
@@ -261,8 +270,16 @@ class Trainer:
     def __post_init__(self):
         self.metrics_log = MetricsLog(self.session.run_dir / "metrics.jsonl")
         self.stop = StopSignals(self.log.warn)
+        main = self.dist.is_main
+        self.events = Events(self.session.run_dir, self.cfg.tensorboard and main, self.log)
 
     def run(self, loader, state: Progress) -> None:
+        try:
+            self._run(loader, state)
+        finally:
+            self.events.close()
+
+    def _run(self, loader, state: Progress) -> None:
         started = time.perf_counter()
         with self.stop.installed(), self.log.progress(self.total, state.iteration) as bar:
             try:
@@ -347,19 +364,10 @@ class Trainer:
     def _after_step(self, state: Progress, losses: dict, bar) -> None:
         lr = self.optimizer.param_groups[0]["lr"]
         total_loss = sum(losses.values())
-        bar.advance(total_loss, lr)
+        bar.advance(status=f"loss {total_loss:.4f}  lr {lr:.2e}")
         if state.iteration % self.cfg.log_every == 0 or state.iteration == self.total:
             if self.dist.is_main:
-                self.metrics_log.append(
-                    {
-                        "kind": "train",
-                        "iter": state.iteration,
-                        "epoch": state.epoch,
-                        "loss": total_loss,
-                        "lr": lr,
-                        **losses,
-                    }
-                )
+                self._record("train", state, {"loss": total_loss, "lr": lr, **losses})
         if self.cfg.val_every and state.iteration % self.cfg.val_every == 0:
             self.validate(state)
         if self.cfg.save_every and state.iteration % self.cfg.save_every == 0:
@@ -399,14 +407,26 @@ class Trainer:
             state.best_score, state.best_iteration = score, state.iteration
         self.last_val = {"iter": state.iteration, **result}
         if self.dist.is_main:
-            self.metrics_log.append(
-                {"kind": "val", "iter": state.iteration, "epoch": state.epoch, **result}
-            )
+            self._record("val", state, result)
+            self._sample_images(state)
             final = state.iteration >= self.total
             self.log.validation(self.task, result, self.data.class_names, state.iteration, final)
             if improved:
                 self.session.save_best(self.model, state, result)
         train_mode(self.model)
+
+    def _record(self, kind: str, state: Progress, values: dict) -> None:
+        """One metrics.jsonl line and the TensorBoard scalars (rank 0)."""
+        self.metrics_log.append(
+            {"kind": kind, "iter": state.iteration, "epoch": state.epoch, **values}
+        )
+        self.events.scalars(kind, values, state.iteration)
+
+    def _sample_images(self, state: Progress) -> None:
+        if self.events.enabled:
+            model, names = checkpoint.unwrap(self.model), self.data.class_names
+            panels = self.task.sample_panels(model, self.data.val_source, names, self.device)
+            self.events.images("samples", panels, state.iteration)
 
     def save_last(self, state: Progress) -> None:
         self.saved_iteration = state.iteration

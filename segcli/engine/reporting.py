@@ -1,35 +1,106 @@
-"""What a training run prints (rank 0 only): the resolved config, progress, tables, summary."""
+"""What a training run reports (rank 0 only): the resolved config, progress, tables, summary.
+
+Everything goes through the `segcli.train` logger: rich's handler shows it on the console
+(tables as tables), and from the moment the run folder is known a file handler writes the
+same lines, without colour, to `train.log` (what came before is buffered and written first).
+"""
 
 from __future__ import annotations
 
 import contextlib
-import time
+import io
+import logging
+import logging.handlers
+from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.logging import RichHandler
 from rich.table import Table
 
-LINE_EVERY_S = 30  # a progress line at least this often when output is not a terminal
+from segcli.progress import progress_bar
+
+LOG_WIDTH = 120  # columns of the tables in train.log
+LOGGER = "segcli.train"
+
+
+class ConsoleHandler(RichHandler):
+    """rich's logging handler, message only; a record carrying a `renderable` (a table) shows
+    it as such, while file handlers write its plain-text rendering."""
+
+    def __init__(self, console: Console):
+        super().__init__(
+            console=console, show_time=False, show_level=False, show_path=False, markup=False
+        )
+        self.highlighter = None
+
+    def render_message(self, record: logging.LogRecord, message: str):
+        return getattr(record, "renderable", None) or message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "file_only", False)
+
+
+def plain_text(renderable, width: int = LOG_WIDTH) -> str:
+    """A rich renderable as plain text (no colour codes)."""
+    sink = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
+    sink.print(renderable)
+    return sink.file.getvalue().rstrip()
 
 
 class Reporter:
+    """The training run's log. Handlers live only inside `attached()`, so nothing is left on
+    the `segcli.train` logger after the run."""
+
     def __init__(self, console: Console, enabled: bool = True):
         self.console, self.enabled = console, enabled
+        self.logger = logging.getLogger(LOGGER)
+        self.buffer: logging.handlers.MemoryHandler | None = None
+
+    @contextlib.contextmanager
+    def attached(self):
+        """The console handler, and a buffer for train.log until `write_log_to` names it."""
+        if not self.enabled or self.buffer is not None:  # nothing to show, or attached already
+            yield self
+            return
+        handlers = [ConsoleHandler(self.console), logging.handlers.MemoryHandler(10**6, 100)]
+        self.buffer = handlers[1]
+        level, propagate = self.logger.level, self.logger.propagate
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False  # the run's lines are shown once, by these handlers
+        for handler in handlers:
+            self.logger.addHandler(handler)
+        try:
+            yield self
+        finally:
+            for handler in handlers:
+                self.logger.removeHandler(handler)
+                handler.close()
+            if self.buffer.target is not None:
+                self.buffer.target.close()
+            self.buffer = None
+            self.logger.setLevel(level)
+            self.logger.propagate = propagate
+
+    def write_log_to(self, path: Path) -> None:
+        """From now on (and for what was logged so far) also write `path`, in plain text."""
+        if self.buffer is None:
+            return
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+        self.buffer.setTarget(handler)
+        self.buffer.flush()
 
     def info(self, message: str) -> None:
         if self.enabled:
-            self.console.print(message, markup=False, highlight=False)
+            self.logger.info(message)
 
     def warn(self, message: str) -> None:
         if self.enabled:
-            self.console.print(f"[yellow]warning:[/] {message}", highlight=False)
+            self.logger.warning(f"warning: {message}")
+
+    def table(self, renderable) -> None:
+        if self.enabled:
+            self.logger.info("\n" + plain_text(renderable), extra={"renderable": renderable})
 
     def start(self, cfg, dist, device, precision, total, n_train, run_dir) -> None:
         if not self.enabled:
@@ -37,7 +108,7 @@ class Reporter:
         table = Table(title=f"segcli train {cfg.recipe}", show_header=False, box=None)
         for key, value in cfg.to_dict().items():
             table.add_row(key, repr(value) if isinstance(value, str) else str(value))
-        self.console.print(table)
+        self.table(table)
         if dist.enabled:
             self.info(f"distributed: world size {dist.world_size}, backend {dist.backend}")
         amp = f"AMP {str(precision.dtype).removeprefix('torch.')}" if precision.enabled else "fp32"
@@ -48,11 +119,18 @@ class Reporter:
 
     @contextlib.contextmanager
     def progress(self, total: int, done: int):
-        bar = _Bar(self.console, total, done, self.enabled)
-        try:
+        """The training bar; its plain lines go to train.log (and, off a terminal, the console)."""
+        if not self.enabled:
+            yield _Silent()
+            return
+
+        def emit(line: str) -> None:
+            self.logger.info(line, extra={"file_only": self.console.is_terminal})
+
+        with progress_bar(
+            self.console, total, "train", done=done, emit=emit, lines_always=True
+        ) as bar:
             yield bar
-        finally:
-            bar.close()
 
     def validation(self, task, result: dict, class_names, iteration: int, final: bool) -> None:
         """One line per validation; the per-class table for the final one."""
@@ -60,7 +138,7 @@ class Reporter:
             return
         title = f"validation at iteration {iteration}"
         if final:
-            self.console.print(task.results_table(result, class_names, title))
+            self.table(task.results_table(result, class_names, title))
         else:
             self.info(f"{title}: {task.summary_line(result)}")
 
@@ -70,7 +148,7 @@ class Reporter:
         table = Table(title="summary", show_header=False)
         for key, value in rows:
             table.add_row(key, value)
-        self.console.print(table)
+        self.table(table)
 
 
 def config_table(cfg, origins: dict[str, str]) -> Table:
@@ -87,53 +165,8 @@ def config_table(cfg, origins: dict[str, str]) -> Table:
     return table
 
 
-class _Bar:
-    """A rich progress bar (loss, lr, it/s, ETA); on a non-terminal, a log line now and then."""
+class _Silent:
+    """The progress bar of a rank that does not report."""
 
-    def __init__(self, console: Console, total: int, done: int, enabled: bool):
-        self.console, self.total, self.done, self.enabled = console, total, done, enabled
-        self.started, self.start_done = time.perf_counter(), done
-        self.live = enabled and console.is_terminal
-        self.every = max(1, total // 20)
-        self.printed = self.started
-        self.progress = None
-        if self.live:
-            self.progress = Progress(
-                TextColumn("[bold]train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.4f}"),
-                TextColumn("lr {task.fields[lr]:.2e}"),
-                TextColumn("{task.fields[speed]:.2f} it/s"),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                console=console,
-            )
-            self.task = self.progress.add_task(
-                "train", total=total, completed=done, loss=0.0, lr=0.0, speed=0.0
-            )
-            self.progress.start()
-
-    def advance(self, loss: float, lr: float) -> None:
-        self.done += 1
-        speed = (self.done - self.start_done) / max(time.perf_counter() - self.started, 1e-9)
-        if self.progress is not None:
-            self.progress.update(self.task, completed=self.done, loss=loss, lr=lr, speed=speed)
-        elif self.enabled and self._line_due():
-            self.printed = time.perf_counter()
-            eta = (self.total - self.done) / max(speed, 1e-9)
-            self.console.print(
-                f"iter {self.done}/{self.total}  loss {loss:.4f}  lr {lr:.2e}  "
-                f"{speed:.2f} it/s  eta {eta:.0f}s",
-                highlight=False,
-            )
-
-    def _line_due(self) -> bool:
-        """Off a terminal: every 5% of the run, at the end, and at least every LINE_EVERY_S."""
-        stale = time.perf_counter() - self.printed >= LINE_EVERY_S
-        return stale or self.done % self.every == 0 or self.done == self.total
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+    def advance(self, count: int = 1, status: str = "") -> None:
+        pass

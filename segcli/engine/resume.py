@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segcli.config import TrainConfig, config_from_dict, config_layers, merge_layers
+from segcli.config import (
+    TrainConfig,
+    config_from_dict,
+    config_layers,
+    merge_layers,
+    read_config_file,
+)
 from segcli.engine import checkpoint, runs
 from segcli.engine.weights import checkpoint_architecture
 from segcli.errors import ConfigError, DataError
@@ -45,11 +51,16 @@ def resolve_training(
     recipe: Recipe, flags: Mapping[str, Any], sets: Iterable[str], log
 ) -> TrainingPlan:
     """The config of `segcli train` (a resumed run's own, with the flags given now on top; a
-    new run's, with the architecture of the checkpoint --weights names) and the point to resume
-    from."""
+    new run's, with the architecture of the checkpoint --weights names and the `config` file
+    among the flags) and the point to resume from."""
     sets = list(sets)
-    layers = config_layers(recipe, flags, sets)
+    flags = dict(flags)
+    path = flags.pop("config", None)
+    from_file = read_config_file(path, recipe) if path else None
+    layers = config_layers(recipe, flags, sets, from_file=from_file)
     cfg = merge_layers(recipe, layers)
+    if cfg.resume and from_file:
+        raise ConfigError("--config starts a new run; a resumed run keeps its own config")
     if cfg.resume:
         point = locate(cfg, recipe, log)
         layers = config_layers(recipe, flags, sets, base=point.saved)
@@ -59,7 +70,7 @@ def resolve_training(
     inherited = checkpoint_architecture(cfg.weights, recipe)
     if inherited:
         log.info(f"--weights {cfg.weights}: its model options are this run's defaults")
-        layers = config_layers(recipe, flags, sets, inherited=inherited)
+        layers = config_layers(recipe, flags, sets, inherited=inherited, from_file=from_file)
         cfg = merge_layers(recipe, layers)
     return TrainingPlan(cfg, layers)
 

@@ -169,10 +169,12 @@ def write_plots(rows: list[dict], last_val: dict | None, class_names, run_dir) -
         )
 
 
-def save_samples(model, source, class_names, out_dir, device, count: int = 4) -> None:
-    """Prediction | ground truth overlays of the first validation images, enlarged to be read."""
+def sample_panels(model, source, class_names, device, count: int = 4) -> list:
+    """(name, uint8 RGB image) for the first validation images: prediction | ground truth
+    overlays, enlarged to be read."""
     from segcli import viz
 
+    images = []
     for index in range(min(count, len(source))):
         sample = source.load(index)
         image, truth = sample["image"], sample["mask"]
@@ -187,4 +189,5 @@ def save_samples(model, source, class_names, out_dir, device, count: int = 4) ->
         )
         legend = [(class_names[i], i) for i in ids]
         strip = viz.caption_strip(row.shape[1], "prediction | ground truth", legend)
-        viz.save_jpeg(out_dir / f"{sample['name']}.jpg", np.concatenate([row, strip], axis=0))
+        images.append((sample["name"], np.concatenate([row, strip], axis=0)))
+    return images

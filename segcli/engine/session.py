@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from segcli import io
+from segcli import io, viz
 from segcli.config import TrainConfig
 from segcli.engine import checkpoint, distributed, runs
 from segcli.engine.resume import ResumePoint
@@ -67,13 +67,11 @@ class RunSession:
             return
         rows = runs.MetricsLog(self.run_dir / "metrics.jsonl").read()
         task.write_plots(rows, last_val, self.class_names, self.run_dir)
-        task.save_samples(
-            checkpoint.unwrap(model),
-            data.val_source,
-            self.class_names,
-            self.run_dir / "samples",
-            device,
+        panels = task.sample_panels(
+            checkpoint.unwrap(model), data.val_source, self.class_names, device
         )
+        for name, image in panels:
+            viz.save_jpeg(self.run_dir / "samples" / f"{name}.jpg", image)
         rows = [("run folder", str(self.run_dir)), ("iterations", f"{state.iteration}")]
         rows.append(("time", f"{seconds:.1f} s"))
         if last_val:

@@ -1,5 +1,5 @@
 """The task modules the loop drives: each has build_data, compute_losses, validate, score_of,
-results_table, write_plots and save_samples."""
+results_table, summary_line, write_plots and sample_panels."""
 
 from __future__ import annotations
 
