@@ -8,7 +8,6 @@ import json
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +19,11 @@ from segcli.data.shapes import ShapesDataset
 from segcli.engine import checkpoint
 from segcli.engine.export_forms import ExportForm, export_form
 from segcli.engine.parity import (
-    Difference,
+    Check,
     ExportError,
     ParityError,
     detection_differences,
+    parity_table,
     tensor_differences,
 )
 from segcli.errors import ConfigError, DataError
@@ -34,20 +34,6 @@ OPSET = 17
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript"}
 RUNTIMES = {"onnx": "onnxruntime", "torchscript": "torch.jit"}
 MIN_SIZE = 32
-
-
-@dataclass
-class Check:
-    """One comparison of the exported model with PyTorch on one input."""
-
-    shape: tuple[int, ...]
-    differences: list[Difference]
-    detections: int | None = None  # instance models: detections compared
-
-    def __str__(self) -> str:
-        found = "" if self.detections is None else f", {self.detections} detections"
-        where = "x".join(map(str, self.shape))
-        return f"{where}{found}: " + ", ".join(map(str, self.differences))
 
 
 def export_checkpoint(
@@ -187,7 +173,8 @@ def torchscript_runner(path: Path) -> Callable[[torch.Tensor], list]:
     module = torch.jit.load(str(path), map_location="cpu")
 
     def run(x: torch.Tensor) -> list:
-        with torch.no_grad():
+        # the profiling executor would re-optimise the graph for every new input shape
+        with torch.no_grad(), torch.jit.optimized_execution(False):
             out = module(x)
         return list(out) if isinstance(out, tuple | list) else [out]
 
@@ -232,14 +219,14 @@ def report(console, name, fmt, out, written, seconds, form, dynamic, checks) -> 
         free = ", ".join(form.input_axes.values())
         console.print(f"dynamic axes: {free} (checked at a second size)", highlight=False)
     if form.note:
-        console.print(f"note: {form.note}", highlight=False)
-    for result in checks:
-        console.print(f"max |{RUNTIMES[fmt]} - PyTorch| at {result}", highlight=False)
+        console.print(f"note: {form.note}", highlight=False, soft_wrap=True)
+    console.print(parity_table(checks, RUNTIMES[fmt]))
     if any(c.detections == 0 for c in checks):
         console.print("warning: no detections on the test image, so no box or mask was compared")
-    bad = [d for c in checks for d in c.differences if not d.ok]
+    bad = [(c, d) for c in checks for d in c.differences if not d.ok]
     if bad:
-        raise ParityError(f"the export differs from PyTorch: {bad[0]}; {out} not written")
+        (where, worst), *_ = bad
+        raise ParityError(f"{worst} at {where.title} differs from PyTorch; {out} not written")
 
 
 def _first_line(exc: Exception) -> str:

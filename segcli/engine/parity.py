@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from rich.table import Table
 
 from segcli.errors import SegcliError
 
@@ -51,7 +52,35 @@ class Difference:
 
     def __str__(self) -> str:
         unit = " px" if self.kind == "boxes" else ""
-        return f"{self.name} {self.value:.1e}{unit} (tolerance {self.tolerance:.0e})"
+        return f"{self.name}: max |difference| {self.value:.1e}{unit} > {self.tolerance:.0e}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison of the exported model with PyTorch, on one input."""
+
+    shape: tuple[int, ...]
+    differences: list[Difference]
+    detections: int | None = None  # instance models: detections compared
+
+    @property
+    def title(self) -> str:
+        found = "" if self.detections is None else f" ({self.detections} det.)"
+        return "x".join(map(str, self.shape)) + found
+
+
+def parity_table(checks: Sequence[Check], runtime: str) -> Table:
+    """Outputs as rows, checks as columns: each largest absolute difference, and the tolerance."""
+    table = Table(title=f"max |{runtime} - PyTorch|", title_justify="left")
+    table.add_column("output")
+    for check in checks:
+        table.add_column(check.title, justify="right")
+    table.add_column("tolerance", justify="right")
+    for row in zip(*(c.differences for c in checks), strict=True):
+        unit = " (px)" if row[0].kind == "boxes" else ""
+        values = [f"{d.value:.1e}" for d in row]
+        table.add_row(row[0].name + unit, *values, f"{row[0].tolerance:.0e}")
+    return table
 
 
 def tensor_differences(
