@@ -10,11 +10,11 @@ install: $(STAMP)
 
 # Re-runs only when the packaging files change; the constraints pin the torch build
 # (DEVELOPERS.md) while setup.cfg keeps ranges for other machines. The optional dense-CRF
-# extra is installed too, so its tests run here and in CI instead of being skipped.
+# and export (onnx, onnxruntime) extras are installed too, so their tests run here and in CI.
 $(STAMP): setup.cfg pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,crf]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,crf,export]'
 	touch $(STAMP)
 
 test: install
