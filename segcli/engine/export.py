@@ -8,6 +8,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,13 @@ RUNTIMES = {"onnx": "onnxruntime", "torchscript": "torch.jit"}
 MIN_SIZE = 32
 
 
+@dataclass(frozen=True)
+class Exported:
+    path: Path
+    seconds: float  # the exporter's time alone
+    checks: list[Check]
+
+
 def export_checkpoint(
     path: Path,
     fmt: str,
@@ -43,9 +51,9 @@ def export_checkpoint(
     img_size: int | None = None,
     dynamic: bool = False,
     console: Console | None = None,
-) -> Path:
-    """Write `path`'s model to `out` in `fmt` and return `out`; nothing is written unless the
-    exported model matches PyTorch within TOLERANCES (else ParityError, exit code 3)."""
+) -> Exported:
+    """Write `path`'s model to `out` in `fmt`; nothing is written unless the exported model
+    matches PyTorch within TOLERANCES (else ParityError, exit code 3)."""
     console = console or Console()
     fmt = _check_format(fmt)
     out = Path(out) if out else Path(path).with_suffix(SUFFIXES[fmt])
@@ -67,7 +75,7 @@ def export_checkpoint(
             checks.append(check(form, model, run, other_size_images(form, size)))
         report(console, recipe.name, fmt, out, tmp, seconds, form, dynamic, checks)
     console.print(f"wrote {out}", highlight=False)
-    return out
+    return Exported(out, seconds, checks)
 
 
 def _check_format(fmt: str) -> str:
