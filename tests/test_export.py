@@ -145,7 +145,10 @@ def test_a_mismatch_writes_nothing_and_exits_3(cli, in_tmp, monkeypatch):
     monkeypatch.setitem(export.RUNNERS, "onnx", off_by_a_little)
     result = cli("export", ckpt, "--out", out)
     assert result.exit_code == 3
-    assert "error: logits: max |difference| 2.0e-03 > 1e-03" in result.output
+    assert (
+        "error: the export differs from PyTorch at 1x3x32x32: logits max |difference| "
+        "2.0e-03, tolerance 1e-03; " in result.output
+    )
     assert out.read_bytes() == b"previous export"
     assert sorted(p.name for p in in_tmp.iterdir()) == ["best.pt", "model.onnx"]
 

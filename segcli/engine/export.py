@@ -56,11 +56,11 @@ def export_checkpoint(
     matches PyTorch within TOLERANCES (else ParityError, exit code 3)."""
     console = console or Console()
     fmt = _check_format(fmt)
-    out = Path(out) if out else Path(path).with_suffix(SUFFIXES[fmt])
-    _check_out(out)
     if img_size is not None and img_size < MIN_SIZE:
         raise ConfigError(f"--img-size {img_size}: at least {MIN_SIZE}")
     model, recipe, cfg, names, _ = checkpoint.restore_model(path, "cpu")
+    out = Path(out) if out else Path(path).with_suffix(SUFFIXES[fmt])
+    _check_out(out)  # may create its folder: after every other check
     size = img_size or cfg.img_size
     image = test_images(size, 1)[0]
     form = export_form(model, recipe.task, image)
@@ -178,7 +178,9 @@ def onnx_runner(path: Path) -> Callable[[torch.Tensor], list]:
 
 
 def torchscript_runner(path: Path) -> Callable[[torch.Tensor], list]:
-    module = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():  # torch.jit.load's FutureWarning is not the user's
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(str(path), map_location="cpu")
 
     def run(x: torch.Tensor) -> list:
         # the profiling executor would re-optimise the graph for every new input shape
@@ -222,7 +224,8 @@ def report(console, name, fmt, out, written, seconds, form, dynamic, checks) -> 
     console.print(
         f"exported {name} ({label}, {size_mb:.1f} MB) in {seconds:.1f} s", highlight=False
     )
-    console.print(f"input {form.input_help}; outputs: {', '.join(form.output_names)}")
+    outputs = ", ".join(form.output_names)
+    console.print(f"input {form.input_help}; outputs: {outputs}", highlight=False)
     if dynamic:
         free = ", ".join(form.input_axes.values())
         console.print(f"dynamic axes: {free} (checked at a second size)", highlight=False)
@@ -234,7 +237,9 @@ def report(console, name, fmt, out, written, seconds, form, dynamic, checks) -> 
     bad = [(c, d) for c in checks for d in c.differences if not d.ok]
     if bad:
         (where, worst), *_ = bad
-        raise ParityError(f"{worst} at {where.title} differs from PyTorch; {out} not written")
+        raise ParityError(
+            f"the export differs from PyTorch at {where.title}: {worst}; {out} not written"
+        )
 
 
 def _first_line(exc: Exception) -> str:

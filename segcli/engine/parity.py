@@ -52,7 +52,9 @@ class Difference:
 
     def __str__(self) -> str:
         unit = " px" if self.kind == "boxes" else ""
-        return f"{self.name}: max |difference| {self.value:.1e}{unit} > {self.tolerance:.0e}"
+        return (
+            f"{self.name} max |difference| {self.value:.1e}{unit}, tolerance {self.tolerance:.0e}"
+        )
 
 
 @dataclass(frozen=True)
