@@ -16,7 +16,7 @@ IMAGE_AXES = {0: "batch", 2: "height", 3: "width"}
 
 @dataclass
 class ExportForm:
-    """module(*inputs) -> tuple of tensors named output_names.
+    """module(input named input_name) -> a tensor or a tuple of tensors, named output_names.
 
     compare_outputs: the outputs themselves are compared with PyTorch's (not for a detector
         exported whole: detections of equal score may come in another order).
