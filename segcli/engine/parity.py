@@ -11,14 +11,17 @@ from rich.table import Table
 
 from segcli.errors import SegcliError
 
-# Largest absolute difference allowed, per kind of output. Both sides run float32 on the CPU;
-# other kernels and summation orders move logits by about 1e-5 (measured: DESIGN.md, export).
+# Largest absolute difference allowed, per kind of output. Both sides run float32 on the CPU,
+# with other kernels and summation orders (DESIGN.md, export, has the measured differences).
+# Unbounded outputs are measured against their own scale: 1e-4 of the largest |PyTorch value|
+# (at least 1e-4), since float32 itself is off by ~1e-6 of it after a hundred layers.
 TOLERANCES = {
-    "logits": 1e-3,  # semantic logits and raw network outputs (YOLACT's heads)
+    "logits": 1e-4,  # relative: semantic logits and raw network outputs (YOLACT's heads)
     "boxes": 1e-2,  # pixels
     "scores": 1e-3,  # probabilities: scores, class scores, predicted mask IoU
     "masks": 1e-2,  # mask probabilities
 }
+RELATIVE = {"logits"}
 KIND_OF = {"boxes": "boxes", "masks": "masks", "scores": "scores", "cls_scores": "scores",
            "mask_ious": "scores"}  # fmt: skip
 
@@ -37,6 +40,7 @@ class ParityError(ExportError):
 class Difference:
     name: str
     value: float  # largest absolute difference from PyTorch
+    scale: float = 1.0  # largest absolute PyTorch value of the output
 
     @property
     def kind(self) -> str:
@@ -44,7 +48,8 @@ class Difference:
 
     @property
     def tolerance(self) -> float:
-        return TOLERANCES[self.kind]
+        relative = self.kind in RELATIVE
+        return TOLERANCES[self.kind] * (max(1.0, self.scale) if relative else 1.0)
 
     @property
     def ok(self) -> bool:
@@ -53,7 +58,7 @@ class Difference:
     def __str__(self) -> str:
         unit = " px" if self.kind == "boxes" else ""
         return (
-            f"{self.name} max |difference| {self.value:.1e}{unit}, tolerance {self.tolerance:.0e}"
+            f"{self.name} max |difference| {self.value:.1e}{unit}, tolerance {self.tolerance:.1e}"
         )
 
 
@@ -72,16 +77,14 @@ class Check:
 
 
 def parity_table(checks: Sequence[Check], runtime: str) -> Table:
-    """Outputs as rows, checks as columns: each largest absolute difference, and the tolerance."""
-    table = Table(title=f"max |{runtime} - PyTorch|", title_justify="left")
+    """Outputs as rows, checks as columns: each largest absolute difference, its tolerance."""
+    table = Table(title=f"max |{runtime} - PyTorch| (tolerance)", title_justify="left")
     table.add_column("output")
     for check in checks:
         table.add_column(check.title, justify="right")
-    table.add_column("tolerance", justify="right")
     for row in zip(*(c.differences for c in checks), strict=True):
         unit = " (px)" if row[0].kind == "boxes" else ""
-        values = [f"{d.value:.1e}" for d in row]
-        table.add_row(row[0].name + unit, *values, f"{row[0].tolerance:.0e}")
+        table.add_row(row[0].name + unit, *(f"{d.value:.1e} ({d.tolerance:.1e})" for d in row))
     return table
 
 
@@ -95,7 +98,8 @@ def tensor_differences(
         if out.shape != ref.shape:
             diffs.append(Difference(f"{name} (shape {list(out.shape)} != {list(ref.shape)})", 1e9))
         else:
-            diffs.append(Difference(name, _max_abs(ref, out)))
+            scale = float(ref.abs().max()) if ref.numel() else 0.0
+            diffs.append(Difference(name, _max_abs(ref, out), scale))
     return diffs
 
 
