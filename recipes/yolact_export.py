@@ -31,7 +31,7 @@ class YolactHeads(nn.Module):
     prototypes [B,k,h,w] (before the sigmoid) and anchors [A,4] (xyxy, relative to the image)."""
 
     output_names = OUTPUT_NAMES
-    # the engine's own axis names, beside its dynamic "batch", "height" and "width" of the input
+    # the output axes --dynamic frees (the input's: batch, height, width); anchors are fixed
     dynamic_axes = {name: {0: "batch"} for name in OUTPUT_NAMES[:4]}
     note = (
         "YOLACT is exported up to its mask coefficients and prototypes; mask assembly and Fast "
