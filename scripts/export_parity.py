@@ -20,6 +20,7 @@ from segcli.config import resolve_config
 from segcli.data.shapes import CLASS_NAMES
 from segcli.engine import checkpoint
 from segcli.engine.export import export_checkpoint
+from segcli.engine.parity import ParityError
 from segcli.recipe import get_recipe, list_recipes
 
 
@@ -53,6 +54,14 @@ def largest_output(path: Path, img_size: int | None) -> float:
         return float(boxes.abs().max()) if len(boxes) else 0.0
 
 
+def row(name: str, fmt: str, scale: float, result) -> str:
+    diffs = "; ".join(
+        f"{c.title}: " + ", ".join(f"{d.name} {d.value:.1e}" for d in c.differences)
+        for c in result.checks
+    )
+    return f"| `{name}` | {fmt} | {scale:.3g} | {diffs} | {result.seconds:.1f} s |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", nargs="*", default=None)
@@ -75,14 +84,12 @@ def main() -> None:
             scale = largest_output(path, args.img_size)
             for fmt in args.formats:
                 out = Path(tmp) / f"{name}.{fmt}"
-                result = export_checkpoint(path, fmt, out, args.img_size, args.dynamic, quiet)
-                diffs = "; ".join(
-                    f"{c.title}: " + ", ".join(f"{d.name} {d.value:.1e}" for d in c.differences)
-                    for c in result.checks
-                )
-                rows.append(
-                    f"| `{name}` | {fmt} | {scale:.3g} | {diffs} | {result.seconds:.1f} s |"
-                )
+                try:
+                    result = export_checkpoint(path, fmt, out, args.img_size, args.dynamic, quiet)
+                except ParityError as exc:  # the row says which output and by how much
+                    rows.append(f"| `{name}` | {fmt} | {scale:.3g} | failed: {exc} | |")
+                else:
+                    rows.append(row(name, fmt, scale, result))
                 print(rows[-1], flush=True)
     print("\n| recipe | format | largest PyTorch output | max abs difference | export time |")
     print("|---|---|---|---|---|")
