@@ -2,6 +2,7 @@
 heads with the assembly outside; each file run again here and compared with PyTorch."""
 
 import json
+import warnings
 
 import numpy as np
 import onnx
@@ -59,7 +60,9 @@ def load_exported(path, fmt):
         name = session.get_inputs()[0].name
         return (lambda x: [torch.from_numpy(o) for o in session.run(None, {name: x.numpy()})]), meta
     files = {"segcli.json": ""}
-    module = torch.jit.load(str(path), _extra_files=files)
+    with warnings.catch_warnings():  # torch.jit.load's deprecation FutureWarning
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(str(path), _extra_files=files)
 
     def run(x):
         with torch.jit.optimized_execution(False):

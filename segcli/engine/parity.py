@@ -78,7 +78,8 @@ class Check:
 
 def parity_table(checks: Sequence[Check], runtime: str) -> Table:
     """Outputs as rows, checks as columns: each largest absolute difference, its tolerance."""
-    table = Table(title=f"max |{runtime} - PyTorch| (tolerance)", title_justify="left")
+    title = f"max |{runtime} - PyTorch| (tolerance)"
+    table = Table(title=title, title_justify="left", min_width=len(title))
     table.add_column("output")
     for check in checks:
         table.add_column(check.title, justify="right")
