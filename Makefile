@@ -9,12 +9,13 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 # Re-runs only when the packaging files change; the constraints pin the torch build
-# (DEVELOPERS.md) while setup.cfg keeps ranges for other machines. The optional dense-CRF and
-# TensorBoard extras are installed too, so their tests run here and in CI.
+# (DEVELOPERS.md) while setup.cfg keeps ranges for other machines. The optional extras
+# (dense CRF, TensorBoard, export: onnx and onnxruntime) are installed too, so their tests run
+# here and in CI.
 $(STAMP): setup.cfg pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,crf,tensorboard]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,crf,tensorboard,export]'
 	touch $(STAMP)
 
 test: install

@@ -162,7 +162,7 @@ class MaskScoringRoIHeads(RoIHeads):
         roi = self.mask_roi_pool(features, boxes, image_shapes)
         logits = self.mask_predictor(self.mask_head(roi))
         labels = torch.cat(labels)
-        index = torch.arange(len(labels), device=labels.device)
+        index = torch.arange(labels.shape[0], device=labels.device)  # not len(): traceable
         probs = logits[index, labels].sigmoid()
         return logits, probs, self.maskiou_head(roi, probs[:, None])[index, labels]
 
@@ -195,7 +195,7 @@ class MaskScoringRoIHeads(RoIHeads):
             class_logits, box_regression, proposals, image_shapes
         )
         _, probs, ious = self._mask_branch(features, boxes, image_shapes, labels)
-        counts = [len(b) for b in boxes]
+        counts = [b.shape[0] for b in boxes]
         masks, ious = probs[:, None].split(counts), ious.clamp(0, 1).split(counts)
         results = []
         for b, s, lab, m, iou in zip(boxes, scores, labels, masks, ious):

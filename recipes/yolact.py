@@ -98,8 +98,8 @@ def protonet(channels: int, num_prototypes: int) -> nn.Sequential:
 
 
 class SquareResize(nn.Module):
-    """list of [3,H,W] in [0,1] -> [B,3,size,size] normalised with the ImageNet mean and std
-    (section 4: images are resized to 550 x 550, whatever their aspect ratio)."""
+    """list of [3,H,W] (or a [B,3,H,W] batch) in [0,1] -> [B,3,size,size], normalised with
+    ImageNet's mean and std (section 4: resized to 550 x 550 whatever the aspect ratio)."""
 
     def __init__(self, size: int):
         super().__init__()
@@ -107,15 +107,16 @@ class SquareResize(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(3, 1, 1), persistent=False)
 
-    def forward(self, images: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, images: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
         size = (self.size, self.size)
+        batches = [images] if isinstance(images, torch.Tensor) else [x[None] for x in images]
         resized = [
-            F.interpolate(x[None], size, mode="bilinear", align_corners=False)[0]
-            if tuple(x.shape[-2:]) != size
-            else x
-            for x in images
+            x
+            if tuple(x.shape[-2:]) == size and not torch.jit.is_tracing()  # export: any size
+            else F.interpolate(x, size, mode="bilinear", align_corners=False)
+            for x in batches
         ]
-        return (torch.stack(resized) - self.mean) / self.std
+        return (torch.cat(resized) - self.mean) / self.std
 
 
 class Yolact(nn.Module):
@@ -170,9 +171,15 @@ class Yolact(nn.Module):
                 cls, box, coef, prototypes, semantic, anchors, targets, sizes, self.matcher
             )
         return [
-            self._detect(cls[i], box[i], coef[i], prototypes[i], anchors, image.shape[-2:])
+            detect(cls[i], box[i], coef[i], prototypes[i], anchors, image.shape[-2:], self.nms)
             for i, image in enumerate(images)
         ]
+
+    def export_module(self) -> nn.Module:
+        """The network up to coefficients and prototypes, for `segcli export`."""
+        from segcli.recipes.yolact_export import YolactHeads
+
+        return YolactHeads(self)
 
     def _anchors(self, grid_sizes, device) -> torch.Tensor:
         key = (tuple(tuple(s) for s in grid_sizes), str(device))
@@ -181,32 +188,34 @@ class Yolact(nn.Module):
             self._anchor_cache[key] = grid_anchors(key[0], scales, ASPECT_RATIOS, device)
         return self._anchor_cache[key]
 
-    def _detect(self, cls, box, coef, prototypes, anchors, image_size) -> dict:
-        """One image: every (anchor, class) scoring > 0.05 is a candidate; NMS; masks are
-        assembled for the kept detections only (section 3.3)."""
-        h, w = image_size
-        scores = cls.softmax(-1)[:, 1:]  # [A, K]
-        anchor, label = torch.nonzero(scores > SCORE_THRESH, as_tuple=True)
-        scores = scores[anchor, label]
-        boxes = SSD_BOX_CODER.decode_single(box[anchor], anchors[anchor]).clamp(0, 1)
-        with torch.profiler.record_function("segcli::nms"):
-            if self.nms == "fast":
-                keep = fast_nms(boxes, scores, label, NMS_IOU, TOP_K)
-            else:
-                keep = batched_nms(boxes, scores, label, NMS_IOU)
-        keep = keep[:MAX_DETECTIONS]
-        boxes = boxes[keep] * torch.tensor([w, h, w, h], device=boxes.device)
-        k, ph, pw = prototypes.shape
-        masks = torch.sigmoid(coef[anchor[keep]] @ prototypes.view(k, ph * pw)).view(-1, ph, pw)
-        # N on the batch axis: interpolate refuses a 0-channel input but takes a 0-image batch.
-        masks = F.interpolate(masks[:, None], (h, w), mode="bilinear", align_corners=False)
-        masks = crop_masks(masks[:, 0], boxes)
-        return {
-            "boxes": boxes,
-            "labels": label[keep] + 1,
-            "scores": scores[keep],
-            "masks": masks[:, None],
-        }
+
+def detect(cls, box, coef, prototypes, anchors, image_size, nms: str = "fast") -> dict:
+    """One image's detections (also an exported YOLACT's, outside it): cls [A,K+1], box [A,4],
+    coef [A,k], prototypes [k,h,w], anchors [A,4]; image_size (H, W). Every (anchor, class)
+    scoring > 0.05 is a candidate; NMS; masks are assembled for the kept ones (section 3.3)."""
+    h, w = image_size
+    scores = cls.softmax(-1)[:, 1:]  # [A, K]
+    anchor, label = torch.nonzero(scores > SCORE_THRESH, as_tuple=True)
+    scores = scores[anchor, label]
+    boxes = SSD_BOX_CODER.decode_single(box[anchor], anchors[anchor]).clamp(0, 1)
+    with torch.profiler.record_function("segcli::nms"):
+        if nms == "fast":
+            keep = fast_nms(boxes, scores, label, NMS_IOU, TOP_K)
+        else:
+            keep = batched_nms(boxes, scores, label, NMS_IOU)
+    keep = keep[:MAX_DETECTIONS]
+    boxes = boxes[keep] * torch.tensor([w, h, w, h], device=boxes.device)
+    k, ph, pw = prototypes.shape
+    masks = torch.sigmoid(coef[anchor[keep]] @ prototypes.view(k, ph * pw)).view(-1, ph, pw)
+    # N on the batch axis: interpolate refuses a 0-channel input but takes a 0-image batch.
+    masks = F.interpolate(masks[:, None], (h, w), mode="bilinear", align_corners=False)
+    masks = crop_masks(masks[:, 0], boxes)
+    return {
+        "boxes": boxes,
+        "labels": label[keep] + 1,
+        "scores": scores[keep],
+        "masks": masks[:, None],
+    }
 
 
 def yolact_losses(cls, box, coef, prototypes, semantic, anchors, targets, sizes, matcher) -> dict:

@@ -528,5 +528,32 @@ def superpixels_command(
         io.write_json(json_out, doc)
 
 
+@app.command("export")
+@user_errors
+def export_command(
+    checkpoint: Annotated[Path, typer.Argument(help="A best.pt or last.pt.")],
+    format_: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="File to write; default: the checkpoint's name with .onnx/.torchscript."),
+    ] = None,
+    img_size: Annotated[
+        int | None, typer.Option(help="Side of the test (and trace) image; default: the run's.")
+    ] = None,
+    dynamic: Annotated[
+        bool, typer.Option("--dynamic", help="Free batch, height and width (checked at 2 sizes).")
+    ] = False,
+):
+    """Export to ONNX (opset 17) or TorchScript, then run the file on a built-in image and
+    compare it with PyTorch. The largest |difference| of each output must stay within 1e-4 of
+    the output's largest |value| (logits; at least 1e-4), 1e-3 (scores), 1e-2 (mask
+    probabilities) or 1e-2 px (boxes); else nothing is written and the exit code is 3. Inputs
+    are RGB in [0,1]. YOLACT exports up to its coefficients and prototypes, with assembly and
+    NMS outside (segcli.recipes.yolact_export)."""
+    from segcli.engine.export import export_checkpoint
+
+    export_checkpoint(checkpoint, format_, out, img_size, dynamic, console)
+
+
 def main() -> None:
     app()

@@ -44,4 +44,4 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Zero-pad [B, C, H, W] at the bottom and right to multiples of `multiple`."""
     h, w = x.shape[-2:]
     ph, pw = -h % multiple, -w % multiple
-    return nn.functional.pad(x, (0, pw, 0, ph)) if ph or pw else x
+    return nn.functional.pad(x, (0, pw, 0, ph))
