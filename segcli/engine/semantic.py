@@ -19,7 +19,7 @@ from segcli.data.transforms import eval_transform, semantic_train_transform
 from segcli.metrics import SegMetrics
 
 SCORE = "miou"
-PLOTS = ("curves.png", "confusion.png")  # what write_plots puts in the run folder
+PLOTS = ("curves.png", "confusion.png", "per_class_iou.png")  # what write_plots writes
 
 
 @dataclass
@@ -153,13 +153,26 @@ def predict_label(model, image: np.ndarray, device, predict=predict_logits) -> n
 
 
 def write_plots(rows: list[dict], last_val: dict | None, class_names, run_dir) -> None:
-    from segcli import viz
+    from segcli import io, viz
 
     viz.plot_curves(rows, run_dir / "curves.png", SCORE)
-    if last_val and "confusion" in last_val:
-        viz.plot_confusion(
-            np.asarray(last_val["confusion"]), list(class_names), run_dir / "confusion.png"
-        )
+    for name, png in (eval_plots(last_val, class_names) if last_val else {}).items():
+        io.write_bytes(run_dir / name, png)
+
+
+def eval_plots(result: dict, class_names) -> dict[str, bytes]:
+    """confusion.png (when the result holds the matrix) and per_class_iou.png, as PNG bytes
+    by file name."""
+    from segcli import viz
+
+    names, plots = list(class_names), {}
+    if "confusion" in result:
+        plots["confusion.png"] = viz.confusion_png(np.asarray(result["confusion"]), names)
+    bars = {"IoU": result["per_class_iou"]}
+    plots["per_class_iou.png"] = viz.bar_chart_png(
+        names, bars, f"per-class IoU (mIoU {_fmt(result['miou'])})"
+    )
+    return plots
 
 
 def save_samples(model, source, class_names, out_dir, device, count: int = 4) -> None:
