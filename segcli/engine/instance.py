@@ -20,15 +20,17 @@ from segcli.data.instance import (
     instance_train_transform,
 )
 from segcli.data.sources import open_source
+from segcli.engine import instance_view
 from segcli.engine.distributed import all_gather_objects
-from segcli.engine.instance_view import SCORE as SCORE
-from segcli.engine.instance_view import eval_plots as eval_plots
-from segcli.engine.instance_view import results_table as results_table
 from segcli.engine.semantic import TaskData
 from segcli.errors import DataError
 from segcli.metrics.coco import KINDS, MASK_THRESHOLD, detections_to_results, evaluate_results
 
 PLOTS = ("curves.png", "pr_curve.png", "per_class_ap.png")  # what write_plots writes
+# the task's tables and plots live in instance_view, torch-free for `eval --gt-json`
+SCORE, eval_plots = instance_view.SCORE, instance_view.eval_plots
+class_table, summary_table = instance_view.class_table, instance_view.summary_table
+results_table = instance_view.results_table
 
 
 def build_data(cfg: TrainConfig, splits: tuple[str, ...] = ("train", "val")) -> TaskData:

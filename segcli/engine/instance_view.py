@@ -8,10 +8,11 @@ from __future__ import annotations
 import math
 
 from rich.console import Group
-from rich.table import Table
+from rich.table import Table as RichTable
 from rich.text import Text
 
 from segcli.metrics.coco import KINDS, STATS
+from segcli.report import Table
 
 SCORE = "mask_ap"
 LABELS = dict(
@@ -26,16 +27,32 @@ def scored_kinds(result: dict) -> list[str]:
     return [k for k in KINDS if f"{k}_ap" in result]
 
 
+def class_table(result: dict, class_names) -> Table:
+    """Per-category AP@[.5:.95] of each scored kind (mask, box), one row per class id."""
+    kinds = scored_kinds(result)
+    rows = [
+        [str(i), name, *(_fmt(result[f"{k}_per_class_ap"][i - 1]) for k in kinds)]
+        for i, name in enumerate(class_names[1:], start=1)
+    ]
+    return Table(["id", "class", *(f"{k} AP" for k in kinds)], rows)
+
+
+def summary_table(result: dict) -> Table:
+    """The 12 COCO numbers, one row per scored kind."""
+    rows = [[k, *(_fmt(result.get(f"{k}_{s}")) for s in STATS)] for k in scored_kinds(result)]
+    return Table(["", *LABELS.values()], rows)
+
+
 def results_table(result: dict, class_names, title: str = "validation") -> Group:
     """Per-category AP (mask and box), then the 12 COCO numbers of each kind (AP, AR lines)."""
-    kinds = scored_kinds(result)
-    table = Table(title=title)
-    for column in ("id", "class", *(f"{k} AP" for k in kinds)):
+    classes = class_table(result, class_names)
+    table = RichTable(title=title)
+    for column in classes.headers:
         table.add_column(column, justify="left" if column == "class" else "right")
-    for i, name in enumerate(class_names[1:], start=1):
-        table.add_row(str(i), name, *(_fmt(result[f"{k}_per_class_ap"][i - 1]) for k in kinds))
+    for row in classes.rows:
+        table.add_row(*row)
     lines = []
-    for k in kinds:
+    for k in scored_kinds(result):
         for group in (STATS[:6], STATS[6:]):
             numbers = "  ".join(f"{LABELS[s]} {_fmt(result.get(f'{k}_{s}'))}" for s in group)
             lines.append(f"{k:<4} {numbers}")

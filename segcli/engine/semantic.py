@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Group
-from rich.table import Table
+from rich.table import Table as RichTable
 from rich.text import Text
 
 from segcli.config import BUILTIN_DATA, TrainConfig
@@ -17,9 +17,12 @@ from segcli.data.semantic import SemanticSamples
 from segcli.data.sources import class_names_for, open_source
 from segcli.data.transforms import eval_transform, semantic_train_transform
 from segcli.metrics import SegMetrics
+from segcli.report import Table
 
 SCORE = "miou"
 PLOTS = ("curves.png", "confusion.png", "per_class_iou.png")  # what write_plots writes
+SUMMARY_KEYS = ("miou", "pa", "mpa", "fwiou")
+SUMMARY_LABELS = ["mIoU", "pixel acc", "mean acc", "fwIoU"]
 
 
 @dataclass
@@ -102,19 +105,31 @@ def score_of(result: dict) -> float:
     return result[SCORE]
 
 
+def class_table(result: dict, class_names) -> Table:
+    """Per-class IoU and accuracy, one row per class id."""
+    rows = [
+        [str(i), name, _fmt(iou), _fmt(acc)]
+        for i, (name, iou, acc) in enumerate(
+            zip(class_names, result["per_class_iou"], result["per_class_acc"])
+        )
+    ]
+    return Table(["id", "class", "IoU", "acc"], rows)
+
+
+def summary_table(result: dict) -> Table:
+    return Table(SUMMARY_LABELS, [[_fmt(result[key]) for key in SUMMARY_KEYS]])
+
+
 def results_table(result: dict, class_names, title: str = "validation") -> Group:
     """Per-class IoU and accuracy, then the four summary scores on one line."""
-    table = Table(title=title)
-    table.add_column("id", justify="right")
-    table.add_column("class")
-    table.add_column("IoU", justify="right")
-    table.add_column("acc", justify="right")
-    for i, name in enumerate(class_names):
-        iou, acc = result["per_class_iou"][i], result["per_class_acc"][i]
-        table.add_row(str(i), name, _fmt(iou), _fmt(acc))
-    summary = (
-        f"mIoU {_fmt(result['miou'])}  pixel acc {_fmt(result['pa'])}  "
-        f"mean acc {_fmt(result['mpa'])}  fwIoU {_fmt(result['fwiou'])}"
+    classes = class_table(result, class_names)
+    table = RichTable(title=title)
+    for column in classes.headers:
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in classes.rows:
+        table.add_row(*row)
+    summary = "  ".join(
+        f"{label} {_fmt(result[key])}" for label, key in zip(SUMMARY_LABELS, SUMMARY_KEYS)
     )
     return Group(table, Text(summary))
 

@@ -265,10 +265,10 @@ def _known(value, ids) -> bool:
         return False
 
 
-def evaluate_files(gt_json: Path, pred_json: Path, kinds=None) -> tuple[dict, tuple[str, ...]]:
-    """Scores of a saved results file against a COCO annotation file (no model), and the
-    category names (background first, for the per-category table). `kinds` ("mask", "box")
-    defaults to what the results hold (segmentation, bbox)."""
+def read_result_files(gt_json: Path, pred_json: Path, kinds=None):
+    """(ground truth COCO, checked results, kinds, category names with background first) of
+    a saved results file and its COCO annotation file. `kinds` ("mask", "box") defaults to
+    what the results hold (segmentation, bbox)."""
     gt_json, pred_json = Path(gt_json), Path(pred_json)
     gt = coco_from_dict(read_coco_json(gt_json))
     results = read_results(pred_json)
@@ -278,4 +278,11 @@ def evaluate_files(gt_json: Path, pred_json: Path, kinds=None) -> tuple[dict, tu
             raise DataError(f"{pred_json}: the results have neither segmentation nor bbox")
     check_results(results, pred_json, gt, kinds)
     names = ("background", *(c["name"] for c in gt.loadCats(sorted(gt.getCatIds()))))
+    return gt, results, kinds, names
+
+
+def evaluate_files(gt_json: Path, pred_json: Path, kinds=None) -> tuple[dict, tuple[str, ...]]:
+    """Scores of a saved results file against a COCO annotation file (no model), and the
+    category names (background first, for the per-category table)."""
+    gt, results, kinds, names = read_result_files(gt_json, pred_json, kinds)
     return evaluate_results(gt, results, kinds), names
