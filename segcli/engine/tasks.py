@@ -1,5 +1,6 @@
 """The task modules the loop drives: each has build_data, compute_losses, validate, score_of,
-results_table, write_plots and save_samples."""
+results_table, write_plots and save_samples; eval's --plots and --report use eval_plots,
+summary_table and class_table."""
 
 from __future__ import annotations
 

@@ -279,10 +279,3 @@ def read_result_files(gt_json: Path, pred_json: Path, kinds=None):
     check_results(results, pred_json, gt, kinds)
     names = ("background", *(c["name"] for c in gt.loadCats(sorted(gt.getCatIds()))))
     return gt, results, kinds, names
-
-
-def evaluate_files(gt_json: Path, pred_json: Path, kinds=None) -> tuple[dict, tuple[str, ...]]:
-    """Scores of a saved results file against a COCO annotation file (no model), and the
-    category names (background first, for the per-category table)."""
-    gt, results, kinds, names = read_result_files(gt_json, pred_json, kinds)
-    return evaluate_results(gt, results, kinds), names
