@@ -1,8 +1,8 @@
 """COCO mask and box AP and AR, as the COCO evaluation server computes them.
 
 Scored by faster-coco-eval's COCOeval_faster (pycocotools' algorithm in C++, the same numbers:
-tests/test_coco.py compares the two); pycocotools stays for the ground truth the data reads and
-for RLE utilities.
+tests/test_coco_scorer.py and tests/test_coco.py compare the two); pycocotools stays for the
+ground truth the data reads and for RLE utilities.
 
 Results are COCO result dicts (image_id, category_id, score, bbox xywh, segmentation RLE).
 
