@@ -247,44 +247,79 @@ def eval_command(
     pred_panoptic_dir: Annotated[
         Path | None, typer.Option(help="Predicted PNG folder; default: the json's stem.")
     ] = None,
+    plots: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for the evaluation plots: pr_curve.png and per_class_ap.png "
+            "(instance), per_class_iou.png and confusion.png (semantic)."
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write one self-contained HTML page: scores, per-class table, plots and the "
+            "worst images (ground truth, prediction, errors)."
+        ),
+    ] = None,
+    report_worst: Annotated[int, typer.Option(help="Worst images shown in --report.")] = 8,
 ):
     """Evaluate a checkpoint on a val split, saved label PNGs with --pred/--gt, COCO results
     with --gt-json/--pred-json, or COCO panoptic results with --gt-panoptic/--pred-panoptic."""
     from segcli import io
-    from segcli.engine import evaluate, runs, semantic
-    from segcli.errors import ConfigError
+    from segcli.engine.eval_outputs import check_output_paths, write_outputs
 
     panoptic = (gt_panoptic, pred_panoptic, gt_panoptic_dir, pred_panoptic_dir)
     if metric == Metric.pq or any(panoptic):
         others = (checkpoint, data, pred, gt, gt_json, pred_json, save_json, tta, crf, set_)
         return _eval_panoptic(*panoptic, metric, json_out, any(others))
-    predict = _predictor(tta, tta_scale, tta_flip, crf, crf_param)
-    if gt_json or pred_json:
-        result, names, task = _score_result_files(gt_json, pred_json, metric, predict or set_)
+    check_output_paths(plots, report, report_worst)
+    worst = report_worst if report else 0
+    if gt_json or pred_json:  # no model: torch is not imported
+        model_flags = tta or crf or tta_scale or crf_param or set_
+        result, names, task, examples = _score_result_files(
+            gt_json, pred_json, metric, model_flags, worst
+        )
+        facts = [("ground truth", str(gt_json)), ("results", str(pred_json))]
     elif pred or gt:
-        if not (pred and gt and num_classes):
-            raise ConfigError("--pred, --gt and --num-classes go together")
-        if predict or set_:
-            raise ConfigError("--tta, --crf and --set need a checkpoint, not --pred/--gt")
-        evaluate.check_metric(metric and metric.value, semantic, "--pred/--gt")
-        result = evaluate.evaluate_label_folders(pred, gt, num_classes, ignore_index)
-        names, task = tuple(f"class_{i}" for i in range(num_classes)), semantic
+        model_flags = tta or crf or tta_scale or crf_param or set_
+        result, names, task, examples = _score_label_folders(
+            pred, gt, num_classes, ignore_index, model_flags, worst, metric
+        )
+        facts = [("predictions", str(pred)), ("ground truth", str(gt))]
     else:
+        from segcli.engine import evaluate, runs
+
+        predict = _predictor(tta, tta_scale, tta_flip, crf, crf_param)
         path = checkpoint or runs.latest_run(needs="best.pt") / "best.pt"
-        result, names, task = evaluate.evaluate_checkpoint(
-            path, data, device, workers, predict, set_ or [], save_json, metric and metric.value
+        result, names, task, examples = evaluate.evaluate_with_examples(
+            path,
+            data,
+            device,
+            workers,
+            predict,
+            set_ or [],
+            save_json,
+            worst,
+            metric and metric.value,
         )
         console.print(f"checkpoint: {path}", highlight=False)
+        facts = [("checkpoint", str(path)), ("data", data or "the checkpoint's")]
     console.print(task.results_table(result, names, "evaluation"))
     if result.get("detections") == 0:
         err_console.print("warning: no detections to score; every AP is 0", highlight=False)
     default = task.SCORE if task.SCORE in result or "box_ap" not in result else "box_ap"
     _print_scores(result, metric.value if metric else default)  # box_ap: box-only results
     if json_out:
-        io.write_json(
-            json_out,
-            {k: v for k, v in result.items() if k != "confusion"} | {"class_names": list(names)},
-        )
+        kept = {k: v for k, v in result.items() if k not in BULKY}
+        io.write_json(json_out, kept | {"class_names": list(names)})
+    write_outputs(result, names, task, plots, report, examples, facts)
+    for written in (plots, report):
+        if written:
+            console.print(f"wrote {written}", highlight=False)
+
+
+# result keys left out of --json: the confusion matrix and the precision-recall curves
+BULKY = ("confusion", "mask_pr50", "mask_pr75", "box_pr50", "box_pr75")
 
 
 def _predictor(tta: bool, scales, flip: bool, crf: bool, crf_items):
@@ -297,11 +332,28 @@ def _predictor(tta: bool, scales, flip: bool, crf: bool, crf_items):
     return build_predictor((scales or V3_SCALES) if tta else None, flip, crf, crf_items or [])
 
 
-def _score_result_files(gt_json, pred_json, metric, model_options):
-    """--gt-json/--pred-json: COCO results scored by pycocotools, no model."""
-    from segcli.engine import instance
+def _score_label_folders(pred, gt, num_classes, ignore_index, model_options, worst, metric):
+    """--pred/--gt: label PNGs scored against label PNGs, and the `worst` worst pairs."""
+    from segcli.engine import evaluate, semantic
     from segcli.errors import ConfigError
-    from segcli.metrics.coco import evaluate_files
+
+    if not (pred and gt and num_classes):
+        raise ConfigError("--pred, --gt and --num-classes go together")
+    if model_options:
+        raise ConfigError("--tta, --crf and --set need a checkpoint, not --pred/--gt")
+    evaluate.check_metric(metric and metric.value, semantic, "--pred/--gt")
+    result = evaluate.evaluate_label_folders(pred, gt, num_classes, ignore_index)
+    examples = evaluate.worst_label_folders(pred, gt, num_classes, ignore_index, worst)
+    return result, tuple(f"class_{i}" for i in range(num_classes)), semantic, examples
+
+
+def _score_result_files(gt_json, pred_json, metric, model_options, worst: int):
+    """--gt-json/--pred-json: COCO results scored by faster-coco-eval, no model, no torch;
+    with the `worst` worst images drawn on a grey background (the images are not at hand)."""
+    from segcli.engine import instance_view
+    from segcli.engine.worst import worst_instances
+    from segcli.errors import ConfigError
+    from segcli.metrics.coco import evaluate_results, read_result_files
 
     if not (gt_json and pred_json):
         raise ConfigError("--gt-json and --pred-json go together")
@@ -310,8 +362,12 @@ def _score_result_files(gt_json, pred_json, metric, model_options):
     kinds = {"mask-ap": ("mask",), "box-ap": ("box",), None: None}.get(metric and metric.value)
     if metric and kinds is None:
         raise ConfigError(f"--metric {metric.value}: COCO results give mask-ap or box-ap")
-    result, names = evaluate_files(gt_json, pred_json, kinds)
-    return result, names, instance
+    gt, results, kinds, names = read_result_files(gt_json, pred_json, kinds)
+    result = evaluate_results(gt, results, kinds)
+    category_ids = sorted(gt.getCatIds())
+    with_masks = "mask" in kinds  # box-only results have no masks to draw
+    examples = worst_instances(gt, results, worst if with_masks else 0, names, category_ids)
+    return result, names, instance_view, examples
 
 
 def _print_scores(result: dict, metric: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from io import BytesIO
 from pathlib import Path
 
 import cv2
@@ -121,13 +122,28 @@ def caption_strip(width: int, text: str, colours: list[tuple[str, int]] = ()) ->
     return strip
 
 
-def plot_curves(rows: list[dict], path: Path, score_name: str) -> None:
-    """Training loss and validation score against iteration, one PNG."""
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def figure_png(fig, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    buffer = BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    _pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def plot_curves(rows: list[dict], path: Path, score_name: str) -> None:
+    """Training loss and validation score against iteration, one PNG."""
+    plt = _pyplot()
     train = [r for r in rows if r.get("kind") == "train" and r.get("loss") is not None]
     val = [r for r in rows if r.get("kind") == "val" and r.get(score_name) is not None]
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -137,18 +153,12 @@ def plot_curves(rows: list[dict], path: Path, score_name: str) -> None:
     ax_val.set(xlabel="iteration", ylabel=score_name, title=f"validation {score_name}")
     for ax in (ax_loss, ax_val):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    io.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)
+    io.write_bytes(path, figure_png(fig))
 
 
-def plot_confusion(conf: np.ndarray, names: list[str], path: Path) -> None:
+def confusion_png(conf: np.ndarray, names: list[str]) -> bytes:
     """Row-normalised confusion matrix (rows: ground truth) as a PNG heat map."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     rows = conf.sum(1, keepdims=True)
     norm = np.divide(conf, rows, out=np.zeros_like(conf, dtype=float), where=rows > 0)
     size = max(4.0, 0.45 * len(names) + 2)
@@ -169,9 +179,71 @@ def plot_confusion(conf: np.ndarray, names: list[str], path: Path) -> None:
                     fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black",
                 )
-    fig.tight_layout()
-    io.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)
+    return figure_png(fig)
+
+
+def pr_curve_png(curves: Mapping[str, Mapping[str, list[float]]]) -> bytes:
+    """Precision against recall, one panel per kind (e.g. "mask", "box"), one line per IoU
+    threshold: `curves[kind][label]` holds the precision at recall 0, 0.01, ..., 1 (NaN where
+    no category has ground truth)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4), squeeze=False)
+    for ax, (kind, lines) in zip(axes[0], curves.items()):
+        for label, precision in lines.items():
+            values = np.asarray(precision, dtype=float)
+            recall = np.linspace(0, 1, len(values))
+            ax.plot(recall, values, lw=2, label=label)
+        ax.set(xlabel="recall", ylabel="precision", title=f"{kind} precision-recall",
+               xlim=(0, 1), ylim=(0, 1.02))  # fmt: skip
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left")
+    return figure_png(fig)
+
+
+def bar_chart_png(names: list[str], series: Mapping[str, list[float]], title: str) -> bytes:
+    """Horizontal bars, one group per name, one bar per series (e.g. mask AP, box AP); a
+    value that is NaN (nothing to score) is written as n/a."""
+    plt = _pyplot()
+    height = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.3 * len(names) * len(series) + 1.2)))
+    y = np.arange(len(names))
+    for k, (label, values) in enumerate(series.items()):
+        values = np.asarray(values, dtype=float)
+        rows = y + (k - (len(series) - 1) / 2) * height
+        ax.barh(rows, np.nan_to_num(values), height, label=label)
+        for row, value in zip(rows, values):
+            text = "n/a" if np.isnan(value) else f"{value:.3f}"
+            ax.text(max(np.nan_to_num(value), 0) + 0.01, row, text, va="center", fontsize=7)
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()  # first class on top
+    ax.set(xlim=(0, 1.12), title=title)
+    ax.grid(axis="x", alpha=0.3)
+    if len(series) > 1:
+        ax.legend(loc="lower right")
+    return figure_png(fig)
+
+
+# error_overlay's colours and what they mean (the report's legend)
+ERROR_COLOURS = {
+    "false positive (object predicted on background)": (255, 40, 40),
+    "false negative (object predicted as background)": (30, 144, 255),
+    "wrong class": (255, 200, 0),
+}
+
+
+def error_overlay(
+    image: np.ndarray, truth: np.ndarray, pred: np.ndarray, ignore_index: int = 255
+) -> np.ndarray:
+    """The RGB image [H, W, 3] in faded grey with each wrongly labelled pixel of the class maps
+    `truth` and `pred` [H, W] (0 background) in its ERROR_COLOURS colour; pixels whose truth
+    is `ignore_index` count as right."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    out = cv2.cvtColor((128 + grey // 2).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+    wrong = (truth != pred) & (truth != ignore_index)
+    kinds = (wrong & (truth == 0), wrong & (pred == 0), wrong & (truth != 0) & (pred != 0))
+    for where, colour in zip(kinds, ERROR_COLOURS.values()):
+        out[where] = colour
+    return out
 
 
 def instance_colours(n: int) -> np.ndarray:

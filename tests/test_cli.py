@@ -24,6 +24,7 @@ def test_train_eval_infer_end_to_end(cli, in_tmp):
         "metrics.jsonl",
         "curves.png",
         "confusion.png",
+        "per_class_iou.png",
     ):
         assert (run / name).is_file(), name
     assert len(list((run / "samples").glob("*.jpg"))) == 4

@@ -20,7 +20,7 @@ from segcli.data.instance import (
 from segcli.data.sources import open_source
 from segcli.engine import checkpoint
 from segcli.engine.instance import predict_instances
-from segcli.metrics.coco import detections_to_results
+from segcli.metrics.coco import STATS, detections_to_results
 
 from conftest import TINY_RCNN, run_segcli, set_flags
 
@@ -208,17 +208,23 @@ def test_train_eval_infer_on_tiny_shapes(cli, in_tmp):
                  "shapes_val=2", *TINY_RUN, *TINY_MODEL)  # fmt: skip
     assert result.exit_code == 0, result.output
     run = in_tmp / "runs" / "mask_rcnn" / "1"
-    for name in ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "curves.png"):
+    for name in ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "curves.png",
+                 "pr_curve.png", "per_class_ap.png"):  # fmt: skip
         assert (run / name).is_file(), name
     assert not (run / "confusion.png").exists() and len(list((run / "samples").iterdir())) == 2
     assert torch.load(run / "best.pt", weights_only=True)["category_ids"] == [1, 2, 3]
 
-    result = cli("eval", "--metric", "mask-ap", "--save-json", "res.json", "--json", "s.json")
+    result = cli("eval", "--metric", "mask-ap", "--save-json", "res.json", "--json", "s.json",
+                 "--report", "r.html", "--report-worst", "2", "--plots", "plots")  # fmt: skip
     assert result.exit_code == 0, result.output
     scores = json.loads((in_tmp / "s.json").read_text())
-    assert {f"{k}_{s}" for k in ("mask", "box") for s in ("ap", "ap50", "ap75", "ap_s", "ap_m",
-            "ap_l")} <= set(scores)  # fmt: skip
+    assert {f"{k}_{s}" for k in ("mask", "box") for s in STATS} <= set(scores)
     assert f"mask_ap: {scores['mask_ap']:.4f}" in result.output
+    assert sorted(p.name for p in (in_tmp / "plots").iterdir()) == ["per_class_ap.png",
+                                                                    "pr_curve.png"]  # fmt: skip
+    page = (in_tmp / "r.html").read_text()
+    # 2 plots, then ground truth, prediction and errors of the 2 worst images (the val images)
+    assert page.count("<img ") == 2 + 2 * 3 and page.count("mask F1@0.5") == 2
     gt = in_tmp / "gt.json"
     gt.write_text(json.dumps(ShapesInstances("val", 48, 2).coco().dataset))
     again = cli("eval", "--gt-json", gt, "--pred-json", "res.json", "--json", "s2.json")

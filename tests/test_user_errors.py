@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from segcli.engine import checkpoint
-from segcli.engine.reporting import LINE_EVERY_S, Reporter
+from segcli.engine.reporting import Reporter
+from segcli.progress import LINE_EVERY_S
 
 from conftest import TINY_FCN, TINY_SHAPES, run_segcli, write_pair
 
@@ -215,13 +216,14 @@ def test_validations_are_one_line_until_the_final_table(cli, in_tmp):
 def test_progress_lines_off_a_terminal_come_at_least_every_30_s(monkeypatch):
     from rich.console import Console
 
-    console = Console(file=__import__("io").StringIO(), force_terminal=False)
+    console = Console(file=__import__("io").StringIO(), force_terminal=False, width=200)
     clock = iter(float(t) for t in range(0, 10_000, 31))  # each step 31 s after the last
-    monkeypatch.setattr("segcli.engine.reporting.time.perf_counter", lambda: next(clock))
-    with Reporter(console).progress(100_000, 0) as bar:
+    monkeypatch.setattr("segcli.progress.time.perf_counter", lambda: next(clock))
+    reporter = Reporter(console)
+    with reporter.attached(), reporter.progress(100_000, 0) as bar:
         for _ in range(3):
-            bar.advance(1.0, 0.01)
-    assert console.file.getvalue().count("iter ") == 3 and LINE_EVERY_S == 30
+            bar.advance(status="loss 1.0")
+    assert console.file.getvalue().count("train ") == 3 and LINE_EVERY_S == 30
 
 
 def test_single_process_sigterm_does_not_mention_torchrun(in_tmp):

@@ -15,6 +15,7 @@ from segcli.data.images import read_mask
 from segcli.engine import checkpoint, tasks
 from segcli.engine.device import select_device, select_precision
 from segcli.engine.distributed import DistInfo
+from segcli.engine.worst import worst_instances, worst_label_pairs, worst_semantic
 from segcli.errors import ConfigError, DataError
 from segcli.metrics import SegMetrics
 
@@ -36,6 +37,25 @@ def evaluate_checkpoint(
     instance model; `metric`: the score asked for, checked against the task before anything
     runs. Returns (result, class names, task module).
     """
+    scored = evaluate_with_examples(
+        path, data, device_name, workers, predict, sets, save_json, 0, metric
+    )
+    return scored[:3]
+
+
+def evaluate_with_examples(
+    path: Path,
+    data: str | None,
+    device_name: str = "auto",
+    workers: int = 2,
+    predict=None,
+    sets: Iterable[str] = (),
+    save_json: Path | None = None,
+    worst: int = 0,
+    metric: str | None = None,
+) -> tuple[dict, tuple[str, ...], object, list]:
+    """evaluate_checkpoint's (result, class names, task module) and the `worst` worst images
+    drawn for the report (segcli.engine.worst; [] when `worst` is 0)."""
     device = select_device(device_name)
     model, recipe, cfg, names, _ = checkpoint.restore_model(path, device, sets)
     check_metric(metric, tasks.get(recipe.task), f"{path}, a {recipe.name} checkpoint,")
@@ -50,12 +70,30 @@ def evaluate_checkpoint(
     task_data = task.build_data(cfg, splits=("val",))
     _check_classes(cfg.data, task_data.class_names, names)
     precision = select_precision(device, cfg.amp)
-    if save_json is not None:
+    if recipe.task == "instance" and (save_json is not None or worst):
         result, detections = task.evaluate(model, task_data, cfg, device, precision, DistInfo())
-        io.write_json(save_json, detections, indent=None)
+        if save_json is not None:
+            io.write_json(save_json, detections, indent=None)
+        examples = _worst_instances(task_data, names, detections, worst)
     else:
         result = task.validate(model, task_data, cfg, device, precision, DistInfo(), **extra)
-    return result, names, task
+        examples = worst_semantic(
+            model, task_data.val_source, len(names), device, predict, worst, cfg
+        )
+    return result, names, task, examples
+
+
+def _worst_instances(task_data, names, detections: list[dict], worst: int) -> list:
+    source = task_data.val_source
+    index = {source.image_id(i): i for i in range(len(source))}
+    return worst_instances(
+        source.coco(),
+        detections,
+        worst,
+        names,
+        task_data.category_ids,
+        lambda image_id: source.load_image(index[image_id]),
+    )
 
 
 def check_metric(metric: str | None, task, what: str) -> None:
@@ -118,3 +156,14 @@ def _check_range(label, num_classes: int, ignore_index: int | None, path: Path) 
             f"{path}: label value {value} >= --num-classes {num_classes}"
             + (f" (ignore index is {ignore_index})" if ignore_index is not None else "")
         )
+
+
+def worst_label_folders(
+    pred_dir: Path, gt_dir: Path, num_classes: int, ignore_index: int, worst: int
+) -> list:
+    """The `worst` worst label PNG pairs (checked by evaluate_label_folders) for the report."""
+    pairs = (
+        (pred_path.stem, read_mask(gt_path), read_mask(pred_path))
+        for pred_path, gt_path in pair_by_stem(pred_dir, gt_dir)
+    )
+    return worst_label_pairs(pairs, num_classes, ignore_index, worst)

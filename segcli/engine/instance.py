@@ -6,14 +6,10 @@ Models follow torchvision's detection convention: train mode `model(list[image],
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
 
 from segcli.config import TrainConfig
 from segcli.data.instance import (
@@ -24,21 +20,18 @@ from segcli.data.instance import (
     instance_train_transform,
 )
 from segcli.data.sources import open_source
+from segcli.engine import instance_view
 from segcli.engine.distributed import all_gather_objects
 from segcli.engine.semantic import TaskData
 from segcli.errors import DataError
-from segcli.metrics.coco import (
-    KINDS,
-    MASK_THRESHOLD,
-    STATS,
-    detections_to_results,
-    evaluate_results,
-)
+from segcli.metrics.coco import KINDS, MASK_THRESHOLD, detections_to_results, evaluate_results
 
-SCORE = "mask_ap"
 METRICS = ("mask-ap", "box-ap", "all")  # what `segcli eval --metric` takes
-PLOTS = ("curves.png",)
-LABELS = dict(zip(STATS, ("AP", "AP50", "AP75", "APs", "APm", "APl")))
+PLOTS = ("curves.png", "pr_curve.png", "per_class_ap.png")  # what write_plots writes
+# the task's tables and plots live in instance_view, torch-free for `eval --gt-json`
+SCORE, eval_plots = instance_view.SCORE, instance_view.eval_plots
+class_table, summary_table = instance_view.class_table, instance_view.summary_table
+results_table, summary_line = instance_view.results_table, instance_view.summary_line
 
 
 def build_data(cfg: TrainConfig, splits: tuple[str, ...] = ("train", "val")) -> TaskData:
@@ -141,52 +134,12 @@ def score_of(result: dict) -> float:
     return result[SCORE]
 
 
-def results_table(result: dict, class_names, title: str = "validation") -> Group:
-    """Per-category AP (mask and box), then the COCO summary of each, one line per kind."""
-    kinds = [k for k in KINDS if f"{k}_ap" in result]
-    table = Table(title=title)
-    for column in ("id", "class", *(f"{k} AP" for k in kinds)):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for i, name in enumerate(class_names[1:], start=1):
-        table.add_row(str(i), name, *(_fmt(result[f"{k}_per_class_ap"][i - 1]) for k in kinds))
-    lines = [
-        f"{k:<4} " + "  ".join(f"{label} {_fmt(result[f'{k}_{s}'])}" for s, label in LABELS.items())
-        for k in kinds
-    ]
-    lines += _notes(result)
-    return Group(table, Text("\n".join(lines)))
-
-
-def summary_line(result: dict) -> str:
-    """AP and AP50 of masks and boxes on one line."""
-    kinds = [k for k in KINDS if f"{k}_ap" in result]
-    scores = [f"{k} AP {_fmt(result[f'{k}_ap'])} AP50 {_fmt(result[f'{k}_ap50'])}" for k in kinds]
-    return "  ".join(scores + _notes(result)[:1])
-
-
-def _notes(result: dict) -> list[str]:
-    lines = []
-    if result.get("detections") == 0:
-        lines.append("no detections: every AP is 0")
-    if "maskiou_pearson" in result:
-        lines.append(
-            f"MaskIoU vs actual IoU: Pearson r {_fmt(result['maskiou_pearson'])} over the "
-            f"{result['maskiou_matched']} detections matching an object (IoU >= 0.5), "
-            f"{_fmt(result['maskiou_pearson_all'])} over all; "
-            f"mask AP {_fmt(result['mask_ap'])} with the calibrated score vs "
-            f"{_fmt(result['mask_ap_plain'])} with the classification score"
-        )
-    return lines
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
-
-
 def write_plots(rows: list[dict], last_val: dict | None, class_names, run_dir) -> None:
-    from segcli import viz
+    from segcli import io, viz
 
     viz.plot_curves(rows, run_dir / "curves.png", SCORE)
+    for name, png in (eval_plots(last_val, class_names) if last_val else {}).items():
+        io.write_bytes(run_dir / name, png)
 
 
 @torch.no_grad()

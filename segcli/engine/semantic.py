@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Group
-from rich.table import Table
+from rich.table import Table as RichTable
 from rich.text import Text
 
 from segcli.config import BUILTIN_DATA, TrainConfig
@@ -17,10 +17,13 @@ from segcli.data.semantic import SemanticSamples
 from segcli.data.sources import class_names_for, open_source
 from segcli.data.transforms import eval_transform, semantic_train_transform
 from segcli.metrics import SegMetrics
+from segcli.report import Table
 
 SCORE = "miou"
 METRICS = ("miou", "pa", "mpa", "fwiou", "all")  # what `segcli eval --metric` takes
-PLOTS = ("curves.png", "confusion.png")  # what write_plots puts in the run folder
+PLOTS = ("curves.png", "confusion.png", "per_class_iou.png")  # what write_plots writes
+SUMMARY_KEYS = ("miou", "pa", "mpa", "fwiou")
+SUMMARY_LABELS = ["mIoU", "pixel acc", "mean acc", "fwIoU"]
 
 
 @dataclass
@@ -105,24 +108,36 @@ def score_of(result: dict) -> float:
     return result[SCORE]
 
 
+def class_table(result: dict, class_names) -> Table:
+    """Per-class IoU and accuracy, one row per class id."""
+    rows = [
+        [str(i), name, _fmt(iou), _fmt(acc)]
+        for i, (name, iou, acc) in enumerate(
+            zip(class_names, result["per_class_iou"], result["per_class_acc"])
+        )
+    ]
+    return Table(["id", "class", "IoU", "acc"], rows)
+
+
+def summary_table(result: dict) -> Table:
+    return Table(SUMMARY_LABELS, [[_fmt(result[key]) for key in SUMMARY_KEYS]])
+
+
 def results_table(result: dict, class_names, title: str = "validation") -> Group:
     """Per-class IoU and accuracy, then the four summary scores on one line."""
-    table = Table(title=title)
-    table.add_column("id", justify="right")
-    table.add_column("class")
-    table.add_column("IoU", justify="right")
-    table.add_column("acc", justify="right")
-    for i, name in enumerate(class_names):
-        iou, acc = result["per_class_iou"][i], result["per_class_acc"][i]
-        table.add_row(str(i), name, _fmt(iou), _fmt(acc))
+    classes = class_table(result, class_names)
+    table = RichTable(title=title)
+    for column in classes.headers:
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in classes.rows:
+        table.add_row(*row)
     return Group(table, Text(summary_line(result)))
 
 
 def summary_line(result: dict) -> str:
     """The four scores on one line."""
-    return (
-        f"mIoU {_fmt(result['miou'])}  pixel acc {_fmt(result['pa'])}  "
-        f"mean acc {_fmt(result['mpa'])}  fwIoU {_fmt(result['fwiou'])}"
+    return "  ".join(
+        f"{label} {_fmt(result[key])}" for label, key in zip(SUMMARY_LABELS, SUMMARY_KEYS)
     )
 
 
@@ -160,13 +175,26 @@ def predict_label(model, image: np.ndarray, device, predict=predict_logits) -> n
 
 
 def write_plots(rows: list[dict], last_val: dict | None, class_names, run_dir) -> None:
-    from segcli import viz
+    from segcli import io, viz
 
     viz.plot_curves(rows, run_dir / "curves.png", SCORE)
-    if last_val and "confusion" in last_val:
-        viz.plot_confusion(
-            np.asarray(last_val["confusion"]), list(class_names), run_dir / "confusion.png"
-        )
+    for name, png in (eval_plots(last_val, class_names) if last_val else {}).items():
+        io.write_bytes(run_dir / name, png)
+
+
+def eval_plots(result: dict, class_names) -> dict[str, bytes]:
+    """confusion.png (when the result holds the matrix) and per_class_iou.png, as PNG bytes
+    by file name."""
+    from segcli import viz
+
+    names, plots = list(class_names), {}
+    if "confusion" in result:
+        plots["confusion.png"] = viz.confusion_png(np.asarray(result["confusion"]), names)
+    bars = {"IoU": result["per_class_iou"]}
+    plots["per_class_iou.png"] = viz.bar_chart_png(
+        names, bars, f"per-class IoU (mIoU {_fmt(result['miou'])})"
+    )
+    return plots
 
 
 def sample_panels(model, source, class_names, device, count: int = 4) -> list:

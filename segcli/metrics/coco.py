@@ -1,4 +1,8 @@
-"""COCO mask and box AP through pycocotools' COCOeval, as the COCO evaluation server computes it.
+"""COCO mask and box AP and AR, as the COCO evaluation server computes them.
+
+Scored by faster-coco-eval's COCOeval_faster (pycocotools' algorithm in C++, the same numbers:
+tests/test_coco_scorer.py and tests/test_coco.py compare the two); pycocotools stays for the
+ground truth the data reads and for RLE utilities.
 
 Results are COCO result dicts (image_id, category_id, score, bbox xywh, segmentation RLE).
 
@@ -14,20 +18,20 @@ COCO's segm format (which has no bbox), i.e. `COCOeval(gt, gt.loadRes(results wi
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from pathlib import Path
 
+import faster_coco_eval
 import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from segcli.data.coco import (
     coco_from_dict,
     encode_masks,
     is_box,
     is_number,
-    quiet,
     read_coco_json,
     rle_problem,
 )
@@ -37,9 +41,18 @@ from segcli.io import read_json
 KINDS = ("mask", "box")
 IOU_TYPES = {"mask": "segm", "box": "bbox"}
 RESULT_KEYS = {"mask": "segmentation", "box": "bbox"}
-# COCOeval.stats[0:6]: AP@[.5:.95], AP50, AP75, AP small, medium, large (100 detections)
-STATS = ("ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l")
+# COCOeval.stats, the 12 numbers COCO reports: AP@[.5:.95], AP50, AP75, AP small, medium,
+# large (100 detections), AR with 1, 10, 100 detections, AR small, medium, large (100)
+STATS = (
+    "ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l", "ar1", "ar10", "ar100", "ar_s", "ar_m", "ar_l",
+)  # fmt: skip
+# Precision-recall curves carried out of the evaluation (for pr_curve.png): COCOeval's
+# interpolated precision at each of its 101 recall points, area "all", 100 detections, mean
+# over the categories that have ground truth; one list per IoU threshold.
+PR_IOUS = {"pr50": 0.5, "pr75": 0.75}
+RECALL_POINTS = 101  # COCOeval's recall thresholds 0, 0.01, ..., 1
 MASK_THRESHOLD = 0.5  # Mask R-CNN section 3: the mask is binarised at 0.5
+log = logging.getLogger(__name__)
 
 
 def detections_to_results(output: dict, image_id: int, category_ids) -> list[dict]:
@@ -67,32 +80,62 @@ def detections_to_results(output: dict, image_id: int, category_ids) -> list[dic
 
 
 def empty_scores(kind: str, num_categories: int) -> dict:
-    return {f"{kind}_{s}": 0.0 for s in STATS} | {f"{kind}_per_class_ap": [0.0] * num_categories}
+    """coco_eval's result without detections: every number 0, precision 0 at every recall."""
+    curves = {f"{kind}_{name}": [0.0] * RECALL_POINTS for name in PR_IOUS}
+    return (
+        {f"{kind}_{s}": 0.0 for s in STATS}
+        | {f"{kind}_per_class_ap": [0.0] * num_categories}
+        | curves
+    )
 
 
 def coco_eval(gt: COCO, results: list[dict], kind: str) -> dict:
-    """`{kind}_ap ... {kind}_ap_l` and `{kind}_per_class_ap` (one per gt category, in id
-    order; NaN where the category has no ground truth) of `results` against `gt`."""
+    """`{kind}_ap ... {kind}_ar_l` (STATS), `{kind}_per_class_ap` (one per gt category, in id
+    order; NaN where the category has no ground truth) and the precision-recall curves
+    `{kind}_pr50`, `{kind}_pr75` (PR_IOUS) of `results` against `gt`."""
     cat_ids = sorted(gt.getCatIds())
     if not results:
         return empty_scores(kind, len(cat_ids))
     # loadRes and COCOeval set top-level keys of each result (area, id, iscrowd; for segm the
-    # bbox and segmentation): shallow copies keep the caller's results as they were
+    # bbox) and of each ground truth (ignore, rle): shallow copies keep the caller's as they were
     drop = "bbox" if kind == "mask" else None
     results = [{k: v for k, v in r.items() if k != drop} for r in results]
-    with quiet():
-        evaluator = COCOeval(gt, gt.loadRes(results), IOU_TYPES[kind])
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    scores = {f"{kind}_{name}": _nan(v) for name, v in zip(STATS, evaluator.stats[:6])}
+    scoring_gt = _scoring_coco(gt.dataset)
+    evaluator = faster_coco_eval.COCOeval_faster(
+        scoring_gt, scoring_gt.loadRes(results), IOU_TYPES[kind], print_function=log.debug
+    )
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    scores = {f"{kind}_{name}": _nan(v) for name, v in zip(STATS, evaluator.stats[:12])}
     # precision [T iou, R recall, K category, A area, M max dets]: area "all", 100 detections
-    precision = evaluator.eval["precision"][:, :, :, 0, -1]
-    per_class = [
-        float(np.mean(p[p > -1])) if (p > -1).any() else float("nan")
-        for p in np.moveaxis(precision, 2, 0)
-    ]
-    return scores | {f"{kind}_per_class_ap": per_class}
+    precision = np.asarray(evaluator.eval["precision"])[:, :, :, 0, -1]
+    per_class = [_mean_scored(p) for p in np.moveaxis(precision, 2, 0)]
+    curves = {
+        f"{kind}_{name}": [
+            _mean_scored(row) for row in precision[_iou_index(evaluator.params.iouThrs, iou)]
+        ]
+        for name, iou in PR_IOUS.items()
+    }
+    return scores | {f"{kind}_per_class_ap": per_class} | curves
+
+
+def _scoring_coco(doc: dict) -> faster_coco_eval.COCO:
+    """faster-coco-eval's COCO of a ground-truth document, on copies of its annotations."""
+    coco = faster_coco_eval.COCO(print_function=log.debug)
+    coco.dataset = {**doc, "annotations": [dict(a) for a in doc["annotations"]]}
+    coco.createIndex()
+    return coco
+
+
+def _iou_index(thresholds, iou: float) -> int:
+    return int(np.flatnonzero(np.isclose(thresholds, iou))[0])
+
+
+def _mean_scored(values: np.ndarray) -> float:
+    """The mean of COCOeval's entries that hold a value (it writes -1 where none), else NaN."""
+    scored = values[values > -1]
+    return float(scored.mean()) if scored.size else float("nan")
 
 
 def _nan(value: float) -> float:
@@ -222,10 +265,10 @@ def _known(value, ids) -> bool:
         return False
 
 
-def evaluate_files(gt_json: Path, pred_json: Path, kinds=None) -> tuple[dict, tuple[str, ...]]:
-    """Scores of a saved results file against a COCO annotation file (no model), and the
-    category names (background first, for the per-category table). `kinds` ("mask", "box")
-    defaults to what the results hold (segmentation, bbox)."""
+def read_result_files(gt_json: Path, pred_json: Path, kinds=None):
+    """(ground truth COCO, checked results, kinds, category names with background first) of
+    a saved results file and its COCO annotation file. `kinds` ("mask", "box") defaults to
+    what the results hold (segmentation, bbox)."""
     gt_json, pred_json = Path(gt_json), Path(pred_json)
     gt = coco_from_dict(read_coco_json(gt_json))
     results = read_results(pred_json)
@@ -235,4 +278,4 @@ def evaluate_files(gt_json: Path, pred_json: Path, kinds=None) -> tuple[dict, tu
             raise DataError(f"{pred_json}: the results have neither segmentation nor bbox")
     check_results(results, pred_json, gt, kinds)
     names = ("background", *(c["name"] for c in gt.loadCats(sorted(gt.getCatIds()))))
-    return evaluate_results(gt, results, kinds), names
+    return gt, results, kinds, names
