@@ -20,6 +20,7 @@ import numpy as np
 from rich.console import Console
 
 from segcli.errors import ConfigError
+from segcli.progress import shown_on
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,9 @@ def train(recipe: str, data: str | None = None, **options: Any) -> Path:
     from segcli.engine.train import train as train_run
     from segcli.recipe import get_recipe
 
-    return train_run(get_recipe(recipe), {"data": data, **options}, [], Console())
+    console = Console()
+    with shown_on(console):
+        return train_run(get_recipe(recipe), {"data": data, **options}, [], console)
 
 
 def evaluate(
@@ -138,7 +141,8 @@ def evaluate(
 
     predict = build_predictor(V3_SCALES if tta else None, True, crf)
     settings = [f"{key}={value!r}" for key, value in (sets or {}).items()]
-    result, names, _ = evaluate_checkpoint(
-        Path(checkpoint), data, device, workers, predict, settings, None, metric
-    )
+    with shown_on(Console()):
+        result, names, _ = evaluate_checkpoint(
+            Path(checkpoint), data, device, workers, predict, settings, None, metric
+        )
     return {**result, "class_names": list(names)}

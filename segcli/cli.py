@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from segcli.errors import SegcliError
+from segcli.progress import shown_on
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -50,7 +51,8 @@ def user_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with shown_on(console):
+                return command(*args, **kwargs)
         except SegcliError as exc:
             err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None

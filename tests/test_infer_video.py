@@ -78,7 +78,7 @@ def test_video_is_annotated_frame_by_frame(cli, in_tmp, recipe, suffix, flags, o
     assert len(frames) == len(read_video(video)) == 5
     assert frames[0].shape == (48, 64, 3)
     assert not list((in_tmp / "out").glob(".*"))  # no temporary file left behind
-    threshold = 0.0 if "--score-threshold" in flags else 0.5
+    threshold = 0.0 if "--score-threshold" in flags else None  # None: infer's default
     annotator = same_annotator(ckpt, threshold, "--splash" in flags)
     for written, original in zip(frames, read_video(video)):
         rgb = cv2.cvtColor(original, cv2.COLOR_BGR2RGB)
@@ -89,14 +89,17 @@ def test_video_is_annotated_frame_by_frame(cli, in_tmp, recipe, suffix, flags, o
         assert to_expected < 0.4 * to_input, (to_expected, to_input)
         if "--splash" in flags:  # strongly coloured input outside every detection turns grey
             (found,) = predict_instances(annotator.model, [rgb], torch.device("cpu"))
-            inside = (found["masks"][found["scores"] >= threshold, 0] >= 0.5).any(0)
+            inside = (
+                found["masks"][found["scores"] >= (0.5 if threshold is None else threshold), 0]
+                >= 0.5
+            ).any(0)
             near = cv2.dilate(inside.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
             coloured = (np.ptp(rgb.astype(int), axis=2) > 100) & ~near
             assert coloured.sum() > 50
             assert np.ptp(written.astype(int), axis=2)[coloured].mean() < 20
 
 
-def same_annotator(ckpt, score_threshold: float, splash: bool):
+def same_annotator(ckpt, score_threshold: float | None, splash: bool):
     """An annotator of the checkpoint as `segcli infer` builds it (for the expected frames)."""
     from segcli.engine.infer import _annotator
 

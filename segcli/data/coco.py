@@ -24,6 +24,7 @@ from segcli.data.images import read_image
 from segcli.data.shapes import ShapesDataset
 from segcli.errors import DataError
 from segcli.io import read_json
+from segcli.progress import tracked
 
 LAYOUTS = (
     "a COCO root (annotations/instances_<split>*.json + image folders) or a convert-labelme "
@@ -320,7 +321,7 @@ class ShapesInstances(ShapesDataset):
     @cached_property
     def _coco(self) -> COCO:
         images, annotations = [], []
-        for index in range(len(self)):
+        for index in tracked(range(len(self)), "building COCO ground truth"):
             sample = self.load(index)
             images.append(
                 {

@@ -12,11 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from segcli import io, viz
 from segcli.errors import DataError
 from segcli.metrics.coco import detections_to_results
+from segcli.progress import shown_on, steps
 
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}  # what OpenCV's bundled FFmpeg writes
 
@@ -104,11 +104,10 @@ def annotate_video(path: Path, out_path: Path, annotate, console: Console) -> Pa
     if not capture.isOpened():
         raise DataError(f"{path}: cannot open the video (unknown codec or not a video)")
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # 0 when unknown: no bar
     writer = None
     try:
-        with io.atomic_path(out_path) as tmp, _progress(console) as progress:
-            task = progress.add_task(path.name, total=total)
+        with io.atomic_path(out_path) as tmp, shown_on(console), steps(path.name, total) as bar:
             ok, bgr = capture.read()
             if not ok:
                 raise DataError(f"{path}: no frame could be read from the video")
@@ -116,7 +115,7 @@ def annotate_video(path: Path, out_path: Path, annotate, console: Console) -> Pa
             while ok:
                 rgb = annotate(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
                 writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-                progress.advance(task)
+                bar.advance()
                 ok, bgr = capture.read()
             writer.release()  # finishes the container before the file is moved into place
     finally:
@@ -132,14 +131,3 @@ def _writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
     if not writer.isOpened():
         raise DataError(f"{path}: OpenCV cannot write this video format here")
     return writer
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    )

@@ -32,6 +32,7 @@ from segcli.engine import checkpoint, stages, tasks
 from segcli.engine.device import select_device, select_precision
 from segcli.errors import ConfigError
 from segcli.nn.batch import check_min_batch
+from segcli.progress import tracked
 from segcli.recipe import REFERENCE_CLASSES, Recipe, get_recipe
 
 NMS_CHOICES = ("fast", "standard")
@@ -295,10 +296,10 @@ def time_interleaved(fns: list[Callable], warmup: int, iters: int, devices) -> l
     """Wall-clock seconds of `iters` calls of each function, taking turns, after `warmup`
     untimed calls of each; CUDA devices are synchronised around every call."""
     for fn in fns:
-        for _ in range(warmup):
+        for _ in tracked(range(warmup), "warm-up"):
             fn()
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(iters):
+    for _ in tracked(range(iters), "timed calls"):
         for fn, spent in zip(fns, times):
             _sync_all(devices)
             start = time.perf_counter()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
+from segcli import progress
 from segcli.config import parse_field_sets
 from segcli.data.doctor import ERROR, NOTE, WARNING, Report, diagnose
 
@@ -23,13 +23,12 @@ def run_check(
     data: str, num_classes: int | None, ignore_index: int, console: Console, sets=()
 ) -> Report:
     settings = parse_field_sets(sets, CHECK_SETTINGS, "segcli check")
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task("checking", total=None)
+    with progress.shown_on(console), progress.callback("checking") as report_progress:
         report = diagnose(
             data,
             settings.get("num_classes", num_classes),
             settings.get("ignore_index", ignore_index),
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            progress=report_progress,
             binary=settings.get("binary", False),
             via_attribute=settings.get("via_attribute"),
         )

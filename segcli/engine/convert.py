@@ -18,10 +18,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
-from segcli import io
+from segcli import io, progress
 from segcli.data.labelme import worker
 from segcli.data.labelme.classes import read_labels_file
 from segcli.data.labelme.coco import coco_document
@@ -211,20 +210,19 @@ def _run(pool, function, items: list, console: Console, what: str) -> list:
     group) that thread gives up (Python 3.11 even fails on a cancelled one), so waiting on
     them would never return.
     """
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task(what, total=len(items))
+    with progress.shown_on(console), progress.steps(what, len(items)) as bar:
         if pool is None:
-            return [_advance(bar, task, function(item)) for item in items]
+            return [_advance(bar, function(item)) for item in items]
         futures = [pool.submit(function, item) for item in items]
         try:
-            return [_advance(bar, task, future.result()) for future in futures]
+            return [_advance(bar, future.result()) for future in futures]
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 
-def _advance(bar: Progress, task, result):
-    bar.advance(task)
+def _advance(bar, result):
+    bar.advance()
     return result
 
 

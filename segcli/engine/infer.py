@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import track
 
 from segcli import io
 from segcli.data.images import list_images, read_image
@@ -21,6 +20,7 @@ from segcli.engine.device import select_device
 from segcli.engine.evaluate import check_semantic_predict
 from segcli.engine.semantic import predict_logits
 from segcli.errors import ConfigError, DataError
+from segcli.progress import shown_on, tracked
 
 DEFAULT_SCORE_THRESHOLD = 0.5
 
@@ -69,9 +69,8 @@ def infer(
     annotator = _annotator(recipe, model, names, payload, device, predict, score_threshold, splash)
     images = [f for f in files if not is_video(f)]
     written = []
-    quiet = not console.is_terminal
-    with io.staged_files(out_dir) as staging:  # a bad input leaves no partial output
-        for path in track(images, description="infer", console=console, disable=quiet):
+    with io.staged_files(out_dir) as staging, shown_on(console):  # no partial output on errors
+        for path in tracked(images, "infer"):
             written += annotator.image(read_image(path), staging, path.stem)
         for path in (f for f in files if is_video(f)):
             kind = "splash" if splash else "overlay"  # _annotator: --splash on instance only

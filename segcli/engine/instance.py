@@ -25,6 +25,7 @@ from segcli.engine.distributed import all_gather_objects
 from segcli.engine.semantic import TaskData
 from segcli.errors import DataError
 from segcli.metrics.coco import KINDS, MASK_THRESHOLD, detections_to_results, evaluate_results
+from segcli.progress import tracked
 
 METRICS = ("mask-ap", "box-ap", "all")  # what `segcli eval --metric` takes
 PLOTS = ("curves.png", "pr_curve.png", "per_class_ap.png")  # what write_plots writes
@@ -103,7 +104,7 @@ def predict_results(model, loader, category_ids, device, precision) -> list[dict
     every loader image."""
     model.eval()
     results = []
-    for images, targets in loader:
+    for images, targets in tracked(loader, "predicting"):
         with precision.autocast():
             outputs = model([image.to(device, non_blocking=True) for image in images])
         for target, output in zip(targets, outputs):

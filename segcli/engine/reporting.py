@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from segcli.progress import progress_bar
+from segcli.progress import SilentBar, progress_bar, shown_on
 
 LOG_WIDTH = 120  # columns of the tables in train.log
 LOGGER = "segcli.train"
@@ -58,8 +58,13 @@ class Reporter:
 
     @contextlib.contextmanager
     def attached(self):
-        """The console handler, and a buffer for train.log until `write_log_to` names it."""
-        if not self.enabled or self.buffer is not None:  # nothing to show, or attached already
+        """The console handler, and a buffer for train.log until `write_log_to` names it; the
+        progress bars of the work inside show on this console (on none for a silent rank)."""
+        if not self.enabled:
+            with shown_on(None):
+                yield self
+            return
+        if self.buffer is not None:  # attached already
             yield self
             return
         handlers = [ConsoleHandler(self.console), logging.handlers.MemoryHandler(10**6, 100)]
@@ -70,7 +75,8 @@ class Reporter:
         for handler in handlers:
             self.logger.addHandler(handler)
         try:
-            yield self
+            with shown_on(self.console):
+                yield self
         finally:
             for handler in handlers:
                 self.logger.removeHandler(handler)
@@ -121,7 +127,7 @@ class Reporter:
     def progress(self, total: int, done: int):
         """The training bar; its plain lines go to train.log (and, off a terminal, the console)."""
         if not self.enabled:
-            yield _Silent()
+            yield SilentBar()
             return
 
         def emit(line: str) -> None:
@@ -163,10 +169,3 @@ def config_table(cfg, origins: dict[str, str]) -> Table:
         name = key if key in values else f"{key} (model)"
         table.add_row(name, repr(value), origins.get(key, "default"))
     return table
-
-
-class _Silent:
-    """The progress bar of a rank that does not report."""
-
-    def advance(self, count: int = 1, status: str = "") -> None:
-        pass

@@ -17,6 +17,7 @@ from segcli.data.semantic import SemanticSamples
 from segcli.data.sources import class_names_for, open_source
 from segcli.data.transforms import eval_transform, semantic_train_transform
 from segcli.metrics import SegMetrics
+from segcli.progress import tracked
 from segcli.report import Table
 
 SCORE = "miou"
@@ -95,7 +96,7 @@ def evaluate(
     """Scores over the whole loader (all ranks together) and the confusion matrix."""
     model.eval()
     metrics = SegMetrics(num_classes, ignore_index)
-    for images, masks in loader:
+    for images, masks in tracked(loader, "evaluating"):
         with precision.autocast():
             logits = predict(model, images.to(device, non_blocking=True))
         metrics.update(logits.argmax(1), masks.to(device, non_blocking=True))

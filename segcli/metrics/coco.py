@@ -37,6 +37,7 @@ from segcli.data.coco import (
 )
 from segcli.errors import DataError
 from segcli.io import read_json
+from segcli.progress import steps
 
 KINDS = ("mask", "box")
 IOU_TYPES = {"mask": "segm", "box": "bbox"}
@@ -101,12 +102,16 @@ def coco_eval(gt: COCO, results: list[dict], kind: str) -> dict:
     drop = "bbox" if kind == "mask" else None
     results = [{k: v for k, v in r.items() if k != drop} for r in results]
     scoring_gt = _scoring_coco(gt.dataset)
-    evaluator = faster_coco_eval.COCOeval_faster(
-        scoring_gt, scoring_gt.loadRes(results), IOU_TYPES[kind], print_function=log.debug
-    )
-    evaluator.evaluate()
-    evaluator.accumulate()
-    evaluator.summarize()
+    with steps(f"COCO {kind} scoring", 3) as bar:
+        evaluator = faster_coco_eval.COCOeval_faster(
+            scoring_gt, scoring_gt.loadRes(results), IOU_TYPES[kind], print_function=log.debug
+        )
+        evaluator.evaluate()
+        bar.advance(status="matched")
+        evaluator.accumulate()
+        bar.advance(status="accumulated")
+        evaluator.summarize()
+        bar.advance()
     scores = {f"{kind}_{name}": _nan(v) for name, v in zip(STATS, evaluator.stats[:12])}
     # precision [T iou, R recall, K category, A area, M max dets]: area "all", 100 detections
     precision = np.asarray(evaluator.eval["precision"])[:, :, :, 0, -1]
