@@ -146,13 +146,16 @@ QUICK = {
     "val_every": 1000,
 }
 OPTIONS = {"width": 1.0, "fc_channels": 4096}
+build_fcn32s = partial(build_fcn, stride=32)
+build_fcn16s = partial(build_fcn, stride=16)
+build_fcn8s = partial(build_fcn, stride=8)
 
 RECIPES = [
     Recipe(
         name=f"fcn{stride}s",
         task="semantic",
         paper=PAPER,
-        build_model=partial(build_fcn, stride=stride),
+        model=f"segcli.recipes.fcn:build_fcn{stride}s",
         defaults=PAPER_DEFAULTS,
         options=OPTIONS,
         quick=QUICK,

@@ -17,90 +17,9 @@ paper's schedule follows implicitly (16 images on 8 GPUs).
 
 from __future__ import annotations
 
-from torch import nn
-from torchvision.models.detection import MaskRCNN
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.ops import FeaturePyramidNetwork
-from torchvision.ops import misc as misc_ops
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
-
-from segcli.errors import ConfigError
-from segcli.nn.resnet import build_resnet
-from segcli.nn.stages import resnet_stages
 from segcli.recipe import Recipe
 
 PAPER = "Mask R-CNN (arXiv:1703.06870)"
-ASPECT_RATIOS = (0.5, 1.0, 2.0)  # section 3.1: 3 aspect ratios, following FPN
-
-
-def resnet_fpn(
-    name: str, pretrained: bool, channels: int = 256, frozen_bn: bool = False
-) -> BackboneWithFPN:
-    """torchvision's ResNet-FPN (P2-P6, 256 channels unless `channels` says otherwise). With
-    `frozen_bn` (the default whenever a run starts from ImageNet or detection weights) batch
-    norm is frozen and the stem and layer1 stay fixed, as in the paper's Detectron; otherwise
-    every layer trains with batch norm."""
-    norm = misc_ops.FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
-    # As torchvision's resnet_fpn_backbone (and its own maskrcnn_resnet50_fpn) builds it.
-    net = build_resnet(name, pretrained, norm_layer=norm)
-    backbone = _resnet_fpn_extractor(net, trainable_layers=3 if frozen_bn else 5)
-    if channels != backbone.out_channels:  # a narrower pyramid for the quick CPU profile
-        widths = [block[0].in_channels for block in backbone.fpn.inner_blocks]
-        backbone.fpn = FeaturePyramidNetwork(widths, channels, extra_blocks=LastLevelMaxPool())
-        backbone.out_channels = channels
-    return backbone
-
-
-def build_mask_rcnn(
-    num_classes: int,
-    pretrained: bool = False,
-    backbone: str = "resnet50",
-    fpn_channels: int = 256,
-    min_size: int = 800,
-    max_size: int = 1333,
-    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512),
-    rpn_proposals_train: int = 2000,
-    rpn_proposals_test: int = 1000,
-    box_batch_size: int = 512,
-    box_head_channels: int = 1024,
-    mask_head_channels: int = 256,
-    frozen_bn: bool = False,
-) -> MaskRCNN:
-    """Mask R-CNN for `num_classes` classes (background included).
-
-    The model resizes every image to `min_size` on its short side (at most `max_size` on the
-    long one) in train and eval mode alike and returns boxes and masks at the input's size.
-    """
-    if len(anchor_sizes) != 5:
-        raise ConfigError(f"setting 'anchor_sizes': one size per level P2-P6, got {anchor_sizes}")
-    c = mask_head_channels
-    model = MaskRCNN(
-        resnet_fpn(backbone, pretrained, fpn_channels, frozen_bn),
-        num_classes=None,
-        min_size=min_size,
-        max_size=max_size,
-        rpn_anchor_generator=AnchorGenerator(
-            tuple((s,) for s in anchor_sizes), (ASPECT_RATIOS,) * len(anchor_sizes)
-        ),
-        rpn_pre_nms_top_n_train=rpn_proposals_train,
-        rpn_post_nms_top_n_train=rpn_proposals_train,
-        rpn_pre_nms_top_n_test=rpn_proposals_test,
-        rpn_post_nms_top_n_test=rpn_proposals_test,
-        box_batch_size_per_image=box_batch_size,
-        box_head=TwoMLPHead(fpn_channels * 7 * 7, box_head_channels),
-        box_predictor=FastRCNNPredictor(box_head_channels, num_classes),
-        mask_head=MaskRCNNHeads(fpn_channels, (c, c, c, c), 1),
-        mask_predictor=MaskRCNNPredictor(c, c, num_classes),
-    )
-    model.backbone_stages = resnet_stages("backbone.body")
-    model.class_specific_modules = CLASS_SPECIFIC
-    return model
-
-
-CLASS_SPECIFIC = ("roi_heads.box_predictor", "roi_heads.mask_predictor")
 
 
 def rcnn_resize(size: int) -> dict[str, int]:
@@ -182,7 +101,7 @@ RECIPES = [
         name="mask_rcnn",
         task="instance",
         paper=PAPER,
-        build_model=build_mask_rcnn,
+        model="segcli.models.mask_rcnn:build_mask_rcnn",
         defaults=PAPER_DEFAULTS,
         options=OPTIONS,
         quick=QUICK,

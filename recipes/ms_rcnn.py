@@ -32,16 +32,9 @@ from torchvision.models.detection.roi_heads import (
     project_masks_on_boxes,
 )
 
+from segcli.models.mask_rcnn import CLASS_SPECIFIC, build_mask_rcnn
 from segcli.recipe import Recipe
-from segcli.recipes.mask_rcnn import (
-    CLASS_SPECIFIC,
-    OPTIONS,
-    PAPER_DEFAULTS,
-    PRETRAINED,
-    QUICK,
-    build_mask_rcnn,
-    rcnn_resize,
-)
+from segcli.recipes.mask_rcnn import OPTIONS, PAPER_DEFAULTS, PRETRAINED, QUICK, rcnn_resize
 
 PAPER = "Mask Scoring R-CNN (arXiv:1903.00241)"
 MASK_THRESHOLD = 0.5  # section 3.3: the predicted mask is binarised at 0.5 for the target
@@ -246,7 +239,7 @@ RECIPES = [
         name="ms_rcnn",
         task="instance",
         paper=PAPER,
-        build_model=build_ms_rcnn,
+        model="segcli.recipes.ms_rcnn:build_ms_rcnn",
         defaults=DEFAULTS,
         options=OPTIONS,
         quick=QUICK,

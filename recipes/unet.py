@@ -158,10 +158,10 @@ RECIPES = [
         name="unet",
         task="semantic",
         paper=PAPER,
-        build_model=build_unet,
+        model="segcli.recipes.unet:build_unet",
         defaults=PAPER_DEFAULTS,
         options={"base": 64},
         quick=QUICK,
-        criterion=weighted_cross_entropy,
+        loss="segcli.recipes.unet:weighted_cross_entropy",
     ),
 ]

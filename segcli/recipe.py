@@ -18,15 +18,17 @@ REFERENCE_CLASSES = {"semantic": 21, "instance": 81}
 
 @dataclass(frozen=True)
 class Recipe:
-    """One paper's model and training settings.
+    """One paper's model and training settings: a declaration that imports no torch, so that
+    listing recipes and checking a command's settings take no time; the network loads on use.
 
-    build_model(num_classes, pretrained=False, **options) -> nn.Module
+    model: "module:function" of build_model(num_classes, pretrained=False, **options) ->
+        nn.Module (segcli.models.<paper>); `build_model` imports it.
     defaults: the paper's training settings (TrainConfig fields), each cited where it is set.
     options: build_model's keyword options (backbone, output_stride, ...) and their defaults.
     quick: overrides (fields or options) for the built-in shapes data, so a laptop CPU trains
         the recipe in minutes; never applied to user data.
-    criterion(outputs, target, ignore_index) -> dict of named losses (semantic recipes only;
-        None means pixel-wise cross-entropy).
+    loss: "module:function" of criterion(outputs, target, ignore_index) -> dict of named
+        losses (semantic recipes only; None means pixel-wise cross-entropy).
     resize_options(size) -> the model options that make a model which resizes its own input
         run at `size` (`--img-size`), the first of them holding `size` itself (YOLACT's
         `size`, an R-CNN's `min_size`); None for models that take their input as it is.
@@ -37,13 +39,21 @@ class Recipe:
     name: str
     task: str
     paper: str
-    build_model: Callable[..., Any]
+    model: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     quick: Mapping[str, Any] = field(default_factory=dict)
-    criterion: Callable[..., dict] | None = None
+    loss: str | None = None
     resize_options: Callable[[int], dict[str, Any]] | None = None
     pretrained_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def build_model(self) -> Callable[..., Any]:
+        return load_object(self.model)
+
+    @property
+    def criterion(self) -> Callable[..., dict] | None:
+        return load_object(self.loss) if self.loss else None
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -57,6 +67,12 @@ class Recipe:
         with torch.device("meta"):
             model = self.build_model(num_classes, **{**self.options, **options})
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def load_object(reference: str) -> Any:
+    """The object a "package.module:name" reference names, imported on first use."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _normalise(name: str) -> str:

@@ -13,7 +13,7 @@ def dummy_recipe(**kw):
         name="dummy",
         task="semantic",
         paper="p",
-        build_model=lambda k, **o: None,
+        model="builtins:print",  # never built here
         defaults={"lr": 0.1, "batch_size": 4},
         options={"width": 64},
         quick={"lr": 0.5, "img_size": 64, "width": 8},
