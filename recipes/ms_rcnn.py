@@ -7,7 +7,9 @@ concatenated with the target class's predicted mask max-pooled to 14x14 (kernel 
 through four 3x3 convolutions of 256 channels (the last with stride 2) and three fully connected
 layers (1024, 1024, C). It is trained with an L2 loss of weight 1 on the positive RoIs, against
 the IoU of the binarised (0.5) predicted mask with the matched ground truth, for the target class
-only. At inference the mask score is the classification score times the predicted MaskIoU.
+only. At inference the mask score is the classification score times the predicted MaskIoU
+(`mask_scores`, what mask AP ranks by); the boxes keep the classification score (`scores`, what
+box AP and `infer --score-threshold` use), as in the authors' code and MMDetection.
 
 torchvision keeps the mask logits local inside RoIHeads.forward, so MaskScoringRoIHeads
 subclasses RoIHeads and rebuilds forward from its methods and module-level functions
@@ -16,8 +18,8 @@ class's probabilities that the MaskIoU head takes anyway, as maskrcnn_inference 
 without a sigmoid over every class's logits.
 
 Choices the paper leaves open: the predicted MaskIoU is clamped to [0, 1] at inference (an IoU
-lies there; scores stay non-negative) and detections are re-sorted by the calibrated score;
-initialisation follows mmdetection's MaskIoUHead (Kaiming convs, Xavier fcs, N(0, 0.01) output).
+lies there; mask scores stay non-negative); initialisation follows mmdetection's MaskIoUHead
+(Kaiming convs, Xavier fcs, N(0, 0.01) output).
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def maskiou_targets(mask_probs, boxes, gt_masks, matched_idxs) -> torch.Tensor:
 
 class MaskScoringRoIHeads(RoIHeads):
     """torchvision's RoIHeads plus the MaskIoU head. Train mode adds `loss_maskiou`; eval mode
-    returns scores = cls_scores x mask_ious and keeps both factors in the result."""
+    adds `mask_ious` and `mask_scores` = scores (classification) x mask_ious to each result."""
 
     def __init__(self, heads: RoIHeads, maskiou_head: MaskIoUHead):
         super().__init__(
@@ -190,20 +192,13 @@ class MaskScoringRoIHeads(RoIHeads):
         _, probs, ious = self._mask_branch(features, boxes, image_shapes, labels)
         counts = [b.shape[0] for b in boxes]
         masks, ious = probs[:, None].split(counts), ious.clamp(0, 1).split(counts)
-        results = []
-        for b, s, lab, m, iou in zip(boxes, scores, labels, masks, ious):
-            order = torch.argsort(s * iou, descending=True)
-            results.append(
-                {
-                    "boxes": b[order],
-                    "labels": lab[order],
-                    "scores": (s * iou)[order],
-                    "masks": m[order],
-                    "cls_scores": s[order],
-                    "mask_ious": iou[order],
-                }
-            )
-        return results
+        # Section 3.3 re-scores the masks only: the boxes keep torchvision's order and the
+        # classification score, as the authors' code and MMDetection's MaskScoringRoIHead do.
+        return [
+            {"boxes": b, "labels": lab, "scores": s, "masks": m, "mask_scores": s * iou,
+             "mask_ious": iou}
+            for b, s, lab, m, iou in zip(boxes, scores, labels, masks, ious)
+        ]  # fmt: skip
 
 
 def build_ms_rcnn(num_classes: int, pretrained: bool = False, **options) -> nn.Module:

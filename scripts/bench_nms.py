@@ -13,6 +13,7 @@ import argparse
 import torch
 from torchvision.ops import batched_nms
 
+from segcli import io
 from segcli.engine.benchmark import time_interleaved
 from segcli.ops import fast_nms
 
@@ -38,7 +39,9 @@ def make_detections(device: torch.device, seed: int = 0):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    device = torch.device(parser.parse_args().device)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    device = torch.device(args.device)
     boxes, scores, labels = make_detections(device)
 
     def fast():
@@ -59,6 +62,16 @@ def main() -> None:
     print(f"torchvision batched_nms : {best_std * 1e3:8.2f} ms, keeps {len(kept_std)}")
     print(f"segcli fast_nms         : {best_fast * 1e3:8.2f} ms, keeps {len(kept_fast)}")
     print(f"ratio batched_nms/fast_nms: {best_std / best_fast:.2f}x")
+    if args.json:
+        figures = {
+            "device": str(device),
+            "boxes": CLASSES * PER_CLASS,
+            "batched_nms_ms": best_std * 1e3,
+            "fast_nms_ms": best_fast * 1e3,
+            "batched_over_fast": best_std / best_fast,
+            "kept": {"batched_nms": len(kept_std), "fast_nms": len(kept_fast)},
+        }
+        io.write_json(args.json, figures)
 
 
 if __name__ == "__main__":

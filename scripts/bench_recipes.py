@@ -23,6 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from segcli import io
 from segcli.engine.bench_report import results_table, stages_table
 from segcli.engine.benchmark import BenchSpec, run_benchmarks
 from segcli.recipe import list_recipes
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--table", action="store_true", help="every recipe at its default size")
+    parser.add_argument("--json", help="also write the results and ratios to this file")
     args = parser.parse_args()
     console = Console()
     common = dict(device=args.device, warmup=args.warmup, iters=args.iters)
@@ -57,6 +59,13 @@ def main() -> None:
     size = results[3]["net_size"][0]
     ratio = ms_rcnn_800 / mask_rcnn_800
     console.print(f"ms_rcnn / mask_rcnn fps at {size} px (default): {ratio:.3f}x (target 0.9x)")
+    if args.json:
+        ratios = {
+            f"yolact_over_mask_rcnn_{SIZE}": yolact / mask_rcnn,
+            f"ms_rcnn_over_mask_rcnn_{SIZE}": ms_rcnn / mask_rcnn,
+            f"ms_rcnn_over_mask_rcnn_{size}": ratio,
+        }
+        io.write_json(args.json, {"ratios": ratios, "results": dict(zip(titles, results))})
     if args.table:
         console.print(every_recipe(args))
 

@@ -57,6 +57,7 @@ def setting(default: Any, **rule: Any) -> Any:
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
 SCHEDULES = ("poly", "step", "constant")
+AUGMENTS = ("flip", "ssd")  # instance training pipelines: data.instance.instance_train_samples
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class TrainConfig:
     scale_range: tuple[float, float] = setting((0.5, 2.0), above=0)
     hflip: bool = True
     elastic: bool = False  # U-Net section 3.1: elastic deformation on a 3x3 grid
+    augment: str = setting("flip", choices=AUGMENTS)  # instance recipes
     accumulate: int = setting(1, low=1)  # micro-batches per optimizer step
     grad_clip: float = setting(0.0, low=0)  # max gradient norm; 0 disables
     device: str = "auto"

@@ -18,6 +18,7 @@ from segcli.errors import DataError
 from segcli.metrics.coco import (
     STATS,
     actual_mask_ious,
+    detections_to_results,
     evaluate_results,
     maskiou_scores,
     pearson,
@@ -348,7 +349,7 @@ def test_folders_in_place_of_json_files_are_one_line(cli, tmp_path):
 
 
 def with_mask_scores(results: list[dict]) -> list[dict]:
-    return [{**r, "mask_iou": 0.5, "cls_score": r["score"]} for r in results]
+    return [{**r, "mask_iou": 0.5, "mask_score": r["score"] / 2} for r in results]
 
 
 @pytest.mark.parametrize(
@@ -384,18 +385,18 @@ def with_mask_scores(results: list[dict]) -> list[dict]:
         (
             lambda res: [
                 *with_mask_scores(res[:3]),
-                {**with_mask_scores(res[3:4])[0], "cls_score": None},
+                {**with_mask_scores(res[3:4])[0], "mask_score": None},
                 *with_mask_scores(res[4:]),
             ],
-            "segm.json: result 3 has cls_score None, which is not a number",
+            "segm.json: result 3 has mask_score None, which is not a number",
         ),
         (
             lambda res: [
                 *with_mask_scores(res[:3]),
-                {k: v for k, v in with_mask_scores(res[3:4])[0].items() if k != "cls_score"},
+                {k: v for k, v in with_mask_scores(res[3:4])[0].items() if k != "mask_score"},
                 *with_mask_scores(res[4:]),
             ],
-            "segm.json: result 3 lacks cls_score, which other results have",
+            "segm.json: result 3 lacks mask_score, which other results have",
         ),
     ],
 )
@@ -462,8 +463,8 @@ def test_maskiou_correlation_and_plain_ap_known_answer():
                 "segmentation": rle,
                 "bbox": [20.0 + shift, 20.0, 40.0, 40.0],
                 "mask_iou": guess,
-                "cls_score": 1 - guess,
-                "score": (1 - guess) * guess,
+                "score": 1 - guess,
+                "mask_score": (1 - guess) * guess,
             }
         )
     actual = [(40 - s) * 40 / (2 * 1600 - (40 - s) * 40) for s in shifts]
@@ -476,6 +477,13 @@ def test_maskiou_correlation_and_plain_ap_known_answer():
     assert results == before  # scoring leaves the caller's results as they were
     # ranked by the classification score the exact mask comes last: AP drops
     assert scores["mask_ap_plain"] < scores["mask_ap"]
+    # boxes are ranked by the classification score whatever the mask scores say
+    plain = [{k: v for k, v in r.items() if k != "mask_score"} for r in results]
+    assert scores["box_ap"] == evaluate_results(gt, plain)["box_ap"]
+    assert (
+        scores["box_ap"]
+        < evaluate_results(gt, [{**r, "score": r["mask_score"]} for r in results])["box_ap"]
+    )
     assert scores["maskiou_pearson_all"] == r
     # shifts 0, 4 and 10 overlap the object with IoU >= 0.5 (1, 0.82, 0.6); 20 does not (0.33)
     matched = [0, 1, 2]
@@ -485,3 +493,17 @@ def test_maskiou_correlation_and_plain_ap_known_answer():
     keep = found >= 0.5
     assert int(keep.sum()) == 3 and list(np.flatnonzero(keep)) == matched
     assert pearson(np.array(predicted)[keep], found[keep]) == scores["maskiou_pearson"]
+
+
+def test_optional_outputs_become_result_keys():
+    """A model's mask_scores and mask_ious reach the results; the detection score stays."""
+    found = {
+        "boxes": np.array([[1.0, 2, 5, 8]]),
+        "labels": np.array([1]),
+        "scores": np.array([0.8]),
+        "masks": np.ones((1, 1, 10, 10), np.float32),
+        "mask_scores": np.array([0.2]),
+        "mask_ious": np.array([0.25]),
+    }
+    (result,) = detections_to_results(found, 1, (7,))
+    assert (result["score"], result["mask_score"], result["mask_iou"]) == (0.8, 0.2, 0.25)

@@ -138,6 +138,7 @@ def test_cpu_block_loop_equals_the_gpu_batch(seed):
     assert torch.equal(looped, batched) and (looped > 0).any() and (looped <= 0).any()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_same_result_on_cuda():
     boxes, scores, labels = random_detections(11)

@@ -21,7 +21,19 @@ import torch  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
+from segcli.data.ssd_augment import ssd_steps  # noqa: E402
 from segcli.data.transforms import seed_transform  # noqa: E402
+
+
+def instance_train_samples(source, augment: str, scale_range, hflip: bool) -> InstanceSamples:
+    """The training samples of `source` under the `augment` pipeline: `flip`, the random
+    rescale (`scale_range`) and flip (`hflip`) of the Mask R-CNN papers; `ssd`, SSD's
+    augmentation as YOLACT trains with it (segcli.data.ssd_augment; mirror with `hflip`), its
+    boxes recomputed from the cropped masks, as Detectron2's `recompute_boxes` does after a
+    crop: a box cut to the patch is not the box of what is left of its object."""
+    if augment == "ssd":
+        return InstanceSamples(source, _compose(ssd_steps(hflip)), recompute_boxes=True)
+    return InstanceSamples(source, instance_train_transform(scale_range, hflip))
 
 
 def instance_train_transform(scale_range: tuple[float, float], hflip: bool) -> A.Compose:
@@ -34,6 +46,11 @@ def instance_train_transform(scale_range: tuple[float, float], hflip: bool) -> A
         )
     if hflip:
         steps.append(A.HorizontalFlip(p=0.5))
+    return _compose(steps)
+
+
+def _compose(steps: list) -> A.Compose:
+    """`steps` on image, masks and boxes, then the image as float [3, H, W] in [0, 1]."""
     # `keep` carries each box's instance index so the masks can follow dropped boxes
     boxes = A.BboxParams(
         format="pascal_voc", label_fields=["keep"], min_width=1, min_height=1, clip=True
@@ -50,10 +67,12 @@ def image_tensor(image: np.ndarray) -> torch.Tensor:
 
 class InstanceSamples(Dataset):
     """`dataset[i]` or `dataset[(i, seed)]` -> (image float [3,H,W] in [0,1], target dict:
-    boxes float [N,4] xyxy pixels, labels int64 [N] in 1..K, masks uint8 [N,H,W], image_id)."""
+    boxes float [N,4] xyxy pixels, labels int64 [N] in 1..K, masks uint8 [N,H,W], image_id).
+    `recompute_boxes`: the boxes are the extents of the transformed masks."""
 
-    def __init__(self, source, transform: A.Compose):
+    def __init__(self, source, transform: A.Compose, recompute_boxes: bool = False):
         self.source, self.transform = source, transform
+        self.recompute_boxes = recompute_boxes
 
     def __len__(self) -> int:
         return len(self.source)
@@ -74,7 +93,10 @@ class InstanceSamples(Dataset):
             inputs["masks"] = np.stack([i["mask"] for i in instances]).astype(np.uint8)
         out = self.transform(**inputs)
         labels = np.array([i["label"] for i in instances], dtype=np.int64)
-        return out["image"], _target(out, labels, sample["image_id"])
+        target = _target(out, labels, sample["image_id"])
+        if self.recompute_boxes:
+            target["boxes"] = mask_boxes(target["masks"])
+        return out["image"], target
 
 
 class InstanceImages(Dataset):
@@ -106,6 +128,17 @@ def _target(out: dict, labels: np.ndarray, image_id: int) -> dict:
         "masks": torch.from_numpy(np.ascontiguousarray(masks[alive])),
         "image_id": int(image_id),
     }
+
+
+def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """The extents [N, 4] xyxy (x2, y2 exclusive, as segcli's source boxes) of non-empty masks
+    [N, H, W], from numpy's `any` along each axis (torchvision's masks_to_boxes is several
+    times slower on a loader's CPU tensors)."""
+    m = masks.numpy().astype(bool, copy=False)
+    rows, cols = m.any(2), m.any(1)  # [N, H], [N, W]
+    x1, y1 = cols.argmax(1), rows.argmax(1)
+    x2, y2 = m.shape[2] - cols[:, ::-1].argmax(1), m.shape[1] - rows[:, ::-1].argmax(1)
+    return torch.from_numpy(np.stack([x1, y1, x2, y2], 1).astype(np.float32).reshape(-1, 4))
 
 
 def collate(batch: list) -> tuple[list, list]:

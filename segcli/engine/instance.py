@@ -14,10 +14,9 @@ import torch
 from segcli.config import TrainConfig
 from segcli.data.instance import (
     InstanceImages,
-    InstanceSamples,
     collate,
     image_tensor,
-    instance_train_transform,
+    instance_train_samples,
 )
 from segcli.data.sources import open_source
 from segcli.engine import instance_view
@@ -55,7 +54,7 @@ def build_data(cfg: TrainConfig, splits: tuple[str, ...] = ("train", "val")) -> 
                 f"{splits[0]} split ({source.category_ids} vs {first.category_ids})"
             )
     sets = {
-        split: InstanceSamples(source, instance_train_transform(cfg.scale_range, cfg.hflip))
+        split: instance_train_samples(source, cfg.augment, cfg.scale_range, cfg.hflip)
         if split == "train"
         else InstanceImages(source)  # evaluation scores against source.coco(): images suffice
         for split, source in sources.items()

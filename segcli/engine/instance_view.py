@@ -76,9 +76,12 @@ def _notes(result: dict) -> list[str]:
         lines.append(
             f"MaskIoU vs actual IoU: Pearson r {_fmt(result['maskiou_pearson'])} over the "
             f"{result['maskiou_matched']} detections matching an object (IoU >= 0.5), "
-            f"{_fmt(result['maskiou_pearson_all'])} over all; "
-            f"mask AP {_fmt(result['mask_ap'])} with the calibrated score vs "
-            f"{_fmt(result['mask_ap_plain'])} with the classification score"
+            f"{_fmt(result['maskiou_pearson_all'])} over all"
+        )
+    if "mask_ap_plain" in result:
+        lines.append(
+            f"mask AP {_fmt(result['mask_ap'])} ranked by the mask score vs "
+            f"{_fmt(result['mask_ap_plain'])} by the detection score"
         )
     return lines
 

@@ -22,7 +22,7 @@ TOLERANCES = {
     "masks": 1e-2,  # mask probabilities
 }
 RELATIVE = {"logits"}
-KIND_OF = {"boxes": "boxes", "masks": "masks", "scores": "scores", "cls_scores": "scores",
+KIND_OF = {"boxes": "boxes", "masks": "masks", "scores": "scores", "mask_scores": "scores",
            "mask_ious": "scores"}  # fmt: skip
 
 

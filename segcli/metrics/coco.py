@@ -53,13 +53,18 @@ STATS = (
 PR_IOUS = {"pr50": 0.5, "pr75": 0.75}
 RECALL_POINTS = 101  # COCOeval's recall thresholds 0, 0.01, ..., 1
 MASK_THRESHOLD = 0.5  # Mask R-CNN section 3: the mask is binarised at 0.5
+# Optional per-detection outputs any instance model may give, with their COCO result keys:
+# `mask_scores` rank the masks for mask AP while `scores` rank the boxes (Mask Scoring R-CNN
+# section 3.3: mask score = classification score x predicted MaskIoU, and the detections keep
+# the classification score), `mask_ious` are predicted mask IoUs (reported as a correlation).
+OPTIONAL_OUTPUTS = {"mask_scores": "mask_score", "mask_ious": "mask_iou"}
 log = logging.getLogger(__name__)
 
 
 def detections_to_results(output: dict, image_id: int, category_ids) -> list[dict]:
     """COCO results of one image's detections (numpy arrays as the instance models return:
     boxes [N,4] xyxy, labels [N] in 1..K, scores [N], masks [N,1,H,W] probabilities; optional
-    cls_scores [N] and mask_ious [N] from Mask Scoring R-CNN)."""
+    OPTIONAL_OUTPUTS mask_scores [N] and mask_ious [N])."""
     boxes = np.asarray(output["boxes"], dtype=np.float64).reshape(-1, 4)
     masks = np.asarray(output["masks"])
     rles = encode_masks(masks[:, 0] >= MASK_THRESHOLD) if len(masks) else []
@@ -73,7 +78,7 @@ def detections_to_results(output: dict, image_id: int, category_ids) -> list[dic
             "score": float(output["scores"][i]),
             "segmentation": rle,
         }
-        for key, name in (("cls_scores", "cls_score"), ("mask_ious", "mask_iou")):
+        for key, name in OPTIONAL_OUTPUTS.items():
             if key in output:
                 result[name] = float(output[key][i])
         results.append(result)
@@ -97,10 +102,7 @@ def coco_eval(gt: COCO, results: list[dict], kind: str) -> dict:
     cat_ids = sorted(gt.getCatIds())
     if not results:
         return empty_scores(kind, len(cat_ids))
-    # loadRes and COCOeval set top-level keys of each result (area, id, iscrowd; for segm the
-    # bbox) and of each ground truth (ignore, rle): shallow copies keep the caller's as they were
-    drop = "bbox" if kind == "mask" else None
-    results = [{k: v for k, v in r.items() if k != drop} for r in results]
+    results = [_scored_as(r, kind) for r in results]
     scoring_gt = _scoring_coco(gt.dataset)
     with steps(f"COCO {kind} scoring", 3) as bar:
         evaluator = faster_coco_eval.COCOeval_faster(
@@ -123,6 +125,19 @@ def coco_eval(gt: COCO, results: list[dict], kind: str) -> dict:
         for name, iou in PR_IOUS.items()
     }
     return scores | {f"{kind}_per_class_ap": per_class} | curves
+
+
+def _scored_as(result: dict, kind: str) -> dict:
+    """A shallow copy of `result` as COCOeval scores it for `kind`: for masks without the
+    `bbox` (module docstring) and ranked by the `mask_score` where it has one. loadRes and
+    COCOeval set top-level keys of each result (area, id, iscrowd; for segm the bbox): the
+    copy keeps the caller's result as it was."""
+    if kind == "box":
+        return dict(result)
+    copy = {k: v for k, v in result.items() if k != "bbox"}
+    if "mask_score" in copy:
+        copy["score"] = copy["mask_score"]
+    return copy
 
 
 def _scoring_coco(doc: dict) -> faster_coco_eval.COCO:
@@ -191,22 +206,23 @@ def maskiou_scores(gt: COCO, results: list[dict]) -> dict:
     }
 
 
-def has_mask_scores(results: list[dict]) -> bool:
-    """Whether the results carry Mask Scoring R-CNN's `mask_iou` (and `cls_score`)."""
-    return any("mask_iou" in r for r in results)
+def optional_keys(results: list[dict]) -> list[str]:
+    """The OPTIONAL_OUTPUTS result keys that any of `results` carries."""
+    return [key for key in OPTIONAL_OUTPUTS.values() if any(key in r for r in results)]
 
 
 def evaluate_results(gt: COCO, results: list[dict], kinds=("mask", "box")) -> dict:
-    """Mask and/or box AP; with Mask Scoring R-CNN's fields also the MaskIoU correlations
-    (`maskiou_scores`) and the mask AP ranked by the plain classification score
-    (`mask_ap_plain`)."""
+    """Mask and/or box AP; with `mask_score`s also the mask AP ranked by the detection `score`
+    alone (`mask_ap_plain`), with `mask_iou`s the MaskIoU correlations (`maskiou_scores`)."""
     out = {"detections": len(results)}
     for kind in kinds:
         out |= coco_eval(gt, results, kind)
-    if "mask" in kinds and has_mask_scores(results):
-        out |= maskiou_scores(gt, results)
-        plain = [{**r, "score": r["cls_score"]} for r in results]
+    extra = optional_keys(results) if "mask" in kinds else []
+    if "mask_score" in extra:
+        plain = [{k: v for k, v in r.items() if k != "mask_score"} for r in results]
         out["mask_ap_plain"] = coco_eval(gt, plain, "mask")["mask_ap"]
+    if "mask_iou" in extra:
+        out |= maskiou_scores(gt, results)
     return out
 
 
@@ -219,19 +235,19 @@ def read_results(path: Path) -> list:
 
 def check_results(results: list[dict], path: Path, gt: COCO, kinds) -> None:
     """Every result has what `kinds` needs, in the form loadRes and COCOeval take, and points
-    at a gt image and category. With Mask Scoring R-CNN's `mask_iou` on any result (and mask
-    AP asked for), every result needs `mask_iou` and `cls_score`."""
+    at a gt image and category. An OPTIONAL_OUTPUTS key on any result (with mask AP asked for)
+    is needed on every result."""
     needed = ("image_id", "category_id", "score", *(RESULT_KEYS[k] for k in kinds))
-    if "mask" in kinds and has_mask_scores(results):
-        needed += ("mask_iou", "cls_score")
+    extra = tuple(optional_keys(results)) if "mask" in kinds else ()
+    needed += extra
     sizes = {img["id"]: (img["height"], img["width"]) for img in gt.dataset["images"]}
     categories = set(gt.getCatIds())
     for i, r in enumerate(results):
         missing = [key for key in needed if key not in r]
-        if missing and set(missing) <= {"mask_iou", "cls_score"}:
+        if missing and set(missing) <= set(extra):
             raise DataError(
                 f"{path}: result {i} lacks {' and '.join(missing)}, which other results have "
-                "(Mask Scoring R-CNN's mask_iou and cls_score go on every result or none)"
+                f"({' and '.join(extra)} go on every result or none)"
             )
         if missing:
             raise DataError(
@@ -248,7 +264,7 @@ def _result_problem(r: dict, needed, sizes: dict, categories: set, kinds) -> str
         return f"has image_id {r['image_id']!r}, which is not in the ground truth"
     if not _known(r["category_id"], categories):
         return f"has category_id {r['category_id']!r}, which is not in the ground truth"
-    for key in ("score", "mask_iou", "cls_score"):
+    for key in ("score", *OPTIONAL_OUTPUTS.values()):
         if key in needed and not is_number(r[key]):
             return f"has {key} {r[key]!r}, which is not a number"
     if "mask" in kinds:
