@@ -607,7 +607,7 @@ def export_command(
     the output's largest |value| (logits; at least 1e-4), 1e-3 (scores), 1e-2 (mask
     probabilities) or 1e-2 px (boxes); else nothing is written and the exit code is 3. Inputs
     are RGB in [0,1]. YOLACT exports up to its coefficients and prototypes, with assembly and
-    NMS outside (segcli.recipes.yolact_export)."""
+    NMS outside (segcli.models.yolact_export)."""
     from segcli.engine.export import export_checkpoint
 
     export_checkpoint(checkpoint, format_, out, img_size, dynamic, console)
