@@ -14,6 +14,7 @@ from rich.table import Table
 
 from segcli.errors import SegcliError
 from segcli.progress import shown_on
+from segcli.torch_files import check_torch_file
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -289,10 +290,14 @@ def eval_command(
         )
         facts = [("predictions", str(pred)), ("ground truth", str(gt))]
     else:
-        from segcli.engine import evaluate, runs
+        from segcli.engine import runs
+
+        path = check_torch_file(
+            checkpoint or runs.latest_run(needs="best.pt") / "best.pt", "checkpoint"
+        )
+        from segcli.engine import evaluate
 
         predict = _predictor(tta, tta_scale, tta_flip, crf, crf_param)
-        path = checkpoint or runs.latest_run(needs="best.pt") / "best.pt"
         result, names, task, examples = evaluate.evaluate_with_examples(
             path,
             data,
@@ -407,6 +412,7 @@ def infer_command(
     """Semantic: <stem>.png (class ids) and <stem>_overlay.jpg. Instance: <stem>_overlay.jpg,
     results.json (COCO) and, with --splash, <stem>_splash.jpg. Videos (mp4, avi): an annotated
     video <stem>_overlay (or _splash) of the same format."""
+    check_torch_file(checkpoint, "checkpoint")
     from segcli.engine.infer import infer
 
     predict = _predictor(False, None, False, crf, crf_param)
@@ -608,6 +614,7 @@ def export_command(
     probabilities) or 1e-2 px (boxes); else nothing is written and the exit code is 3. Inputs
     are RGB in [0,1]. YOLACT exports up to its coefficients and prototypes, with assembly and
     NMS outside (segcli.models.yolact_export)."""
+    check_torch_file(checkpoint, "checkpoint")
     from segcli.engine.export import export_checkpoint
 
     export_checkpoint(checkpoint, format_, out, img_size, dynamic, console)

@@ -15,6 +15,7 @@ from torch import nn
 
 from segcli import io
 from segcli.errors import DataError
+from segcli.torch_files import check_torch_file, describe_file
 
 FORMAT_VERSION = 1
 
@@ -73,32 +74,11 @@ def load(path: str | Path) -> dict[str, Any]:
 def read_torch_file(path: str | Path, what: str) -> Any:
     """torch.load onto the CPU (tensors and plain containers only); a file that is missing or
     not a PyTorch file is one DataError line saying what the file is."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: {what} not found")
+    path = check_torch_file(path, what)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError):
         raise DataError(f"{path}: not a {what}: {describe_file(path)}") from None
-
-
-def describe_file(path: Path) -> str:
-    """What a file that torch cannot read looks like, from its first bytes."""
-    with open(path, "rb") as f:
-        head = f.read(512)
-    if not head:
-        return "an empty file"
-    if head.startswith(b"PK\x03\x04"):
-        return "a PyTorch (zip) file that is truncated or damaged"
-    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8")):
-        return "an image"
-    if head[:1] == b"\x80":
-        return "a Python pickle holding objects other than tensors, or damaged"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return "a binary file of another format"
-    return "a JSON file" if text.lstrip()[:1] in "{[" else "a text file"
 
 
 def restore_model(

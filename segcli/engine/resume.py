@@ -19,8 +19,7 @@ from segcli.config import (
     merge_layers,
     read_config_file,
 )
-from segcli.engine import checkpoint, runs
-from segcli.engine.weights import checkpoint_architecture
+from segcli.engine import runs
 from segcli.errors import ConfigError, DataError
 from segcli.recipe import Recipe
 
@@ -67,6 +66,8 @@ def resolve_training(
         cfg = merge_layers(recipe, layers)
         check_changes(point, cfg, log)
         return TrainingPlan(cfg, layers, point)
+    from segcli.engine.weights import checkpoint_architecture  # torch: after the checks above
+
     inherited = checkpoint_architecture(cfg.weights, recipe)
     if inherited:
         log.info(f"--weights {cfg.weights}: its model options are this run's defaults")
@@ -91,6 +92,8 @@ def locate(cfg: TrainConfig, recipe: Recipe, log) -> ResumePoint:
         if not path.is_file():
             raise DataError(f"{path}: checkpoint to resume from not found")
         run_dir = Path(cfg.out) if cfg.out else path.parent
+    from segcli.engine import checkpoint  # torch: after the checks above
+
     payload = checkpoint.load(path)
     if "optimizer" not in payload or "progress" not in payload:
         raise DataError(
