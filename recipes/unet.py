@@ -4,7 +4,9 @@ Segmentation", MICCAI 2015, arXiv:1505.04597.
 The paper's 23-convolution network (section 2): four 2x2 max-pool steps with two 3x3
 convolutions each (64 -> 1024 channels), four 2x2 up-convolutions halving the channels, skip
 concatenation, and a final 1x1 convolution to the classes; He-normal initialisation (section 3)
-and the border-weighted cross-entropy of section 3 (equation 2).
+and the border-weighted cross-entropy of section 3 (equation 2). Drop-out (0.5) at the end of
+the contracting path (section 3.1), where the authors' released network definition puts it: on
+the 512- and the 1024-channel level, the former before it feeds both the pooling and the skip.
 
 Deviation: the paper uses unpadded ("valid") convolutions and an overlap-tile strategy for
 large images. Here the 3x3 convolutions are zero-padded and the input is padded to a multiple
@@ -24,6 +26,7 @@ from segcli.recipe import Recipe
 
 PAPER = "U-Net: Convolutional Networks for Biomedical Image Segmentation (arXiv:1505.04597)"
 BORDER_W0, BORDER_SIGMA = 10.0, 5.0  # section 3: w0 = 10, sigma ~ 5 pixels
+DROPOUT_LEVEL = 3  # the released prototxt's dropout_d3c (512 channels) and dropout_d4c (1024)
 
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:
@@ -51,7 +54,7 @@ class UNet(nn.Module):
             [_double_conv(3, widths[0])]
             + [_double_conv(widths[i - 1], widths[i]) for i in range(1, 5)]
         )
-        # section 3.1: drop-out layers at the end of the contracting path
+        # section 3.1: drop-out layers at the end of the contracting path (levels 3 and 4)
         self.dropout = nn.Dropout(0.5)
         self.up = nn.ModuleList(
             [nn.ConvTranspose2d(widths[i], widths[i - 1], 2, stride=2) for i in range(4, 0, -1)]
@@ -69,8 +72,10 @@ class UNet(nn.Module):
         skips = []
         for level, block in enumerate(self.down):
             x = block(x if level == 0 else F.max_pool2d(x, 2))
+            if level >= DROPOUT_LEVEL:
+                x = self.dropout(x)
             skips.append(x)
-        x = self.dropout(skips.pop())
+        x = skips.pop()
         for up, decode in zip(self.up, self.decode):
             x = decode(torch.cat([skips.pop(), up(x)], dim=1))
         return self.classifier(x)[..., :h, :w]
@@ -81,9 +86,11 @@ def border_weight_map(
 ) -> np.ndarray:
     """Equation 2: w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2)).
 
-    w_c balances class frequencies (inverse frequency, mean 1 over labelled pixels); d1, d2 are
-    the distances to the nearest and second-nearest object, objects being the connected
-    components of the non-background classes. Float32 [H, W], 0 on ignored pixels.
+    w_c balances the class frequencies of `target` itself (inverse frequency, mean 1 over its
+    labelled pixels): the paper precomputes the map "for each ground truth segmentation", and
+    at its defaults the crop is the whole 512 x 512 training image. d1, d2 are the distances to
+    the nearest and second-nearest object, objects being the connected components of the
+    non-background classes. Float32 [H, W], 0 on ignored pixels.
     """
     labelled = target != ignore_index
     classes, counts = np.unique(target[labelled], return_counts=True)
@@ -125,7 +132,9 @@ def build_unet(num_classes: int, pretrained: bool = False, base: int = 64) -> UN
 
 # Section 3: SGD with momentum 0.99 and a single large tile per batch. The paper gives no
 # learning rate; 1e-3 keeps momentum 0.99 stable with the per-pixel mean loss. Section 3.1:
-# elastic deformations on a coarse 3x3 grid with ~10 px displacements, plus shifts and flips.
+# elastic deformation (3x3 grid, Gaussian 10 px, bicubic: segcli.data.elastic); shifts come
+# from the random crop of larger images, plus horizontal flips. The section's rotations and
+# gray-value variations are not applied.
 PAPER_DEFAULTS = {
     "optimizer": "sgd",
     "lr": 1e-3,
