@@ -13,9 +13,10 @@ channels, as section 3.2 does.
 Post-processing with the fully connected CRF (section 4.2): `segcli eval --crf`,
 `segcli infer --crf`.
 
-Deviation: the paper trains on ground truth subsampled by 8 (section 3.1, "Loss function");
-here the loss is on the upsampled scores at full resolution, as every segcli model returns
-input-size logits.
+Training loss (section 3.1, "Loss function"): against the ground truth subsampled by 8, on the
+stride-8 scores, which the model returns in training mode (`subsampled_loss`, on in the paper
+defaults; the quick profile trains on upsampled scores at full resolution). In eval mode the
+scores are always upsampled to the input size.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import nn
 
 from segcli.errors import ConfigError
 from segcli.nn.stages import pooled_stages
+from segcli.nn.subsampled import subsampled_cross_entropy
 from segcli.nn.vgg import vgg16_backbone, vgg16_channels
 from segcli.recipe import Recipe
 
@@ -84,8 +86,10 @@ class DeepLabLargeFOV(nn.Module):
         width: float = 1.0,
         fc_channels: int = 1024,
         fc6_dilation: int = 12,
+        subsampled_loss: bool = False,
     ):
         super().__init__()
+        self.subsampled_loss = subsampled_loss
         features, fc = vgg16_backbone(pretrained, width)
         self.features = large_fov_features(features)
         # The authors' LargeFOV prototxt: pool5a, AVE 3x3 / stride 1 / pad 1, before fc6. Caffe
@@ -106,14 +110,18 @@ class DeepLabLargeFOV(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         scores = self.classifier(self.fc7(self.fc6(self.pool5a(self.features(images)))))
+        if self.training and self.subsampled_loss:
+            return scores  # [B,K,H/8,W/8] for subsampled_cross_entropy
         return F.interpolate(scores, images.shape[-2:], mode="bilinear", align_corners=False)
 
 
 # Section 5 (Training): SGD with mini-batches of 20 images, learning rate 0.001 (0.01 for the
 # final classifier layer) multiplied by 0.1 every 2000 iterations, momentum 0.9, weight decay
 # 0.0005. The authors' released LargeFOV solver and prototxt add: 6000 iterations, biases at
-# twice the learning rate, random 321x321 crops with mirroring, no rescaling.
+# twice the learning rate, random 321x321 crops with mirroring, no rescaling. Section 3.1 (Loss
+# function): "we subsample the ground truth by 8 during training".
 TRAINING = {
+    "subsampled_loss": True,
     "optimizer": "sgd",
     "lr": 0.001,
     "head_lr_mult": 10.0,
@@ -130,10 +138,14 @@ TRAINING = {
     "hflip": True,
 }
 # Section 5 (Field of View), table 2 (DeepLab-CRF-LargeFOV): fc6 3x3 at rate 12, 1024 channels.
-OPTIONS = {"width": 1.0, "fc_channels": 1024, "fc6_dilation": 12}
+# subsampled_loss is off in the network's own build (the TRAINING defaults turn it on), so a
+# model built from its options alone returns input-size logits in both modes.
+OPTIONS = {"width": 1.0, "fc_channels": 1024, "fc6_dilation": 12, "subsampled_loss": False}
 # Built-in shapes only (not the paper): VGG16 at quarter width with 256-channel fc6/fc7, Adam
-# with poly decay and no 10x classifier rate; see the README's quick profiles.
+# with poly decay and no 10x classifier rate, loss at full resolution (at 64 px, the stride-8
+# scores are 8 x 8); see the README's quick profiles.
 QUICK = {
+    "subsampled_loss": False,
     "width": 0.25,
     "fc_channels": 256,
     "img_size": 64,
@@ -157,5 +169,6 @@ RECIPES = [
         defaults=TRAINING,
         options=OPTIONS,
         quick=QUICK,
+        criterion=subsampled_cross_entropy,
     )
 ]
