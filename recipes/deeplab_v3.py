@@ -21,8 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segcli.errors import ConfigError
 from segcli.nn.aspp import ASPP
-from segcli.nn.resnet import DilatedResNet, OnDilatedResNet
+from segcli.nn.resnet import RESNETS, DilatedResNet, OnDilatedResNet
+from segcli.nn.xception import TIMM_NAME as XCEPTION
+from segcli.nn.xception import AlignedXception
 from segcli.recipe import Recipe
 
 PAPER = "Rethinking Atrous Convolution for Semantic Image Segmentation (arXiv:1706.05587)"
@@ -37,12 +40,19 @@ def build_encoder(
     width: float = 1.0,
     channels: int = 256,
     separable: bool = False,
-) -> tuple[DilatedResNet, ASPP]:
-    """The DeepLab v3 encoder: a dilated ResNet and ASPP, whose rates are given at output
-    stride 16 and doubled at 8 (section 3.3)."""
-    resnet = DilatedResNet(backbone, output_stride, multi_grid, pretrained, width)
+) -> tuple[nn.Module, ASPP]:
+    """The DeepLab v3 encoder: a dilated ResNet (or v3+'s aligned Xception-65, which has no
+    multi-grid) and ASPP, whose rates are given at output stride 16 and doubled at 8 (section
+    3.3)."""
+    if backbone == XCEPTION:
+        net = AlignedXception(output_stride, pretrained, width)
+    elif backbone in RESNETS:
+        net = DilatedResNet(backbone, output_stride, multi_grid, pretrained, width)
+    else:
+        known = ", ".join([*RESNETS, XCEPTION])
+        raise ConfigError(f"setting 'backbone': expected one of {known}, got {backbone!r}")
     rates = [r * 16 // output_stride for r in aspp_rates]
-    return resnet, ASPP(resnet.out_channels, rates, channels, separable)
+    return net, ASPP(net.out_channels, rates, channels, separable)
 
 
 class DeepLabV3(OnDilatedResNet, nn.Module):

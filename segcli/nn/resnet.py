@@ -30,12 +30,16 @@ RESNETS = {
 
 
 class OnDilatedResNet:
-    """What a model whose `backbone` is a DilatedResNet declares: the ResNet's stages (for
-    --freeze) and how torchvision's segmentation models name it (`backbone.conv1`, here
-    `backbone.body.conv1`), so --weights torchvision:deeplabv3_resnet101 loads it."""
+    """What a model whose `backbone` is a DilatedResNet (or another backbone with `stages`)
+    declares: the backbone's stages (for --freeze) and how torchvision's segmentation models
+    name it (`backbone.conv1`, here `backbone.body.conv1`), so --weights
+    torchvision:deeplabv3_resnet101 loads it."""
 
-    backbone_stages = resnet_stages("backbone.body")
     weights_key_map = {"backbone.": "backbone.body."}
+
+    @property
+    def backbone_stages(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(tuple(f"backbone.{name}" for name in stage) for stage in self.backbone.stages)
 
 
 class DilatedResNet(nn.Module):
@@ -48,6 +52,8 @@ class DilatedResNet(nn.Module):
     `frozen_bn`: torchvision's FrozenBatchNorm2d (statistics and affine fixed) in place of
     batch norm.
     """
+
+    stages = resnet_stages("body")
 
     def __init__(
         self,
