@@ -8,22 +8,19 @@ convolutions at rates 6, 12, 18, 24 straight to class scores, summed, then bilin
 upsampled to the input size. Post-processing with the fully connected CRF (section 3.3):
 `segcli eval --crf`, `segcli infer --crf`.
 
-Deviations: the loss is on the upsampled scores (the paper subsamples the ground truth by 8);
-batch norm is trained (the Caffe model kept ImageNet statistics fixed, which needs
-`--pretrained`); the multi-scale-input fusion (MSC) and COCO pre-training of table 4 are left
-out; torchvision's ResNet puts the stride of a bottleneck on its 3x3 convolution.
+Training loss (section 4): on the stride-8 scores against the ground truth subsampled by 8, as
+DeepLab v1 (`subsampled_loss`, on in the paper defaults, off in the quick profile). Batch norm
+is frozen (`frozen_bn`: torchvision's FrozenBatchNorm2d, ImageNet statistics and affine fixed,
+as the authors' released ResNet-101 prototxt has `use_global_stats: true` and Scale layers at
+lr_mult 0) whenever the run starts from `--pretrained` or `--weights`; from scratch it trains,
+since fixed statistics of a random network normalise nothing.
+
+Deviations: the multi-scale-input fusion (MSC) and COCO pre-training of table 4 are left out;
+torchvision's ResNet puts the stride of a bottleneck on its 3x3 convolution.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from segcli.nn.aspp import ASPPScores
-from segcli.nn.resnet import DilatedResNet, OnDilatedResNet
 from segcli.recipe import Recipe
 
 PAPER = (
@@ -32,36 +29,15 @@ PAPER = (
 )
 
 
-class DeepLabV2(OnDilatedResNet, nn.Module):
-    """model(images [B,3,H,W]) -> logits [B,K,H,W]; scores at output stride 8."""
-
-    head_modules = ("classifier",)  # section 4.1: 10x learning rate for the final classifier
-    class_specific_modules = ("classifier",)
-
-    def __init__(
-        self,
-        num_classes: int,
-        backbone: str = "resnet101",
-        rates: Sequence[int] = (6, 12, 18, 24),
-        width: float = 1.0,
-        pretrained: bool = False,
-    ):
-        super().__init__()
-        self.backbone = DilatedResNet(backbone, 8, None, pretrained, width)
-        self.classifier = ASPPScores(self.backbone.out_channels, num_classes, rates)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        scores = self.classifier(self.backbone(images)["out"])
-        return F.interpolate(scores, images.shape[-2:], mode="bilinear", align_corners=False)
-
-
 # Section 4.1: as DeepLab v1 (learning rate 0.001, 0.01 for the final classifier, momentum 0.9,
 # weight decay 0.0005) but with the "poly" policy (power 0.9), batch 10 and 20K iterations
 # (table 1); ResNet-101 is trained with random rescaling 0.5-1.5 (section 4.1, "Deeper
 # Networks and Multiscale Processing"). Biases at twice the learning rate and random 321x321
 # crops with mirroring as in the authors' released prototxts. The lr is the paper's text; the
-# authors' released ResNet-101 solver used 2.5e-4 (batch 1 x iter_size 10) instead.
+# authors' released ResNet-101 solver used 2.5e-4 (batch 1 x iter_size 10) instead. Section 4:
+# the targets are "the ground truth labels (subsampled by 8)".
 TRAINING = {
+    "subsampled_loss": True,
     "optimizer": "sgd",
     "lr": 0.001,
     "head_lr_mult": 10.0,
@@ -77,10 +53,21 @@ TRAINING = {
     "hflip": True,
 }
 # Section 4.1 (table 4): ResNet-101 with ASPP-L (rates 6, 12, 18, 24).
-OPTIONS = {"backbone": "resnet101", "rates": (6, 12, 18, 24), "width": 1.0}
+# frozen_bn and subsampled_loss are off in the network's own build: the pretrained start and
+# the TRAINING defaults turn them on.
+OPTIONS = {
+    "backbone": "resnet101",
+    "rates": (6, 12, 18, 24),
+    "width": 1.0,
+    "frozen_bn": False,
+    "subsampled_loss": False,
+}
+# The released prototxt's batch norm: ImageNet statistics, no training (see the docstring).
+PRETRAINED = {"frozen_bn": True}
 # Built-in shapes only (not the paper): a half-width ResNet-18, no random rescaling, Adam
-# without the 10x classifier rate; see the README's quick profiles.
+# without the 10x classifier rate, loss at full resolution; see the README's quick profiles.
 QUICK = {
+    "subsampled_loss": False,
     "backbone": "resnet18",
     "width": 0.5,
     "img_size": 64,
@@ -100,9 +87,11 @@ RECIPES = [
         name="deeplabv2",
         task="semantic",
         paper=PAPER,
-        model="segcli.recipes.deeplab_v2:DeepLabV2",
+        model="segcli.models.deeplab_v2:DeepLabV2",
         defaults=TRAINING,
         options=OPTIONS,
         quick=QUICK,
+        loss="segcli.nn.subsampled:subsampled_cross_entropy",
+        pretrained_options=PRETRAINED,
     )
 ]

@@ -15,62 +15,9 @@ stride 8 with `segcli eval --set output_stride=8`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from segcli.nn.aspp import ASPP
-from segcli.nn.resnet import DilatedResNet, OnDilatedResNet
 from segcli.recipe import Recipe
 
 PAPER = "Rethinking Atrous Convolution for Semantic Image Segmentation (arXiv:1706.05587)"
-
-
-def build_encoder(
-    backbone: str,
-    output_stride: int,
-    multi_grid: Sequence[int],
-    aspp_rates: Sequence[int],
-    pretrained: bool,
-    width: float = 1.0,
-    channels: int = 256,
-    separable: bool = False,
-) -> tuple[DilatedResNet, ASPP]:
-    """The DeepLab v3 encoder: a dilated ResNet and ASPP, whose rates are given at output
-    stride 16 and doubled at 8 (section 3.3)."""
-    resnet = DilatedResNet(backbone, output_stride, multi_grid, pretrained, width)
-    rates = [r * 16 // output_stride for r in aspp_rates]
-    return resnet, ASPP(resnet.out_channels, rates, channels, separable)
-
-
-class DeepLabV3(OnDilatedResNet, nn.Module):
-    """model(images [B,3,H,W]) -> logits [B,K,H,W]."""
-
-    class_specific_modules = ("classifier",)
-
-    def __init__(
-        self,
-        num_classes: int,
-        backbone: str = "resnet101",
-        output_stride: int = 16,
-        multi_grid: Sequence[int] = (1, 2, 4),
-        aspp_rates: Sequence[int] = (6, 12, 18),
-        width: float = 1.0,
-        channels: int = 256,
-        pretrained: bool = False,
-    ):
-        super().__init__()
-        self.backbone, self.aspp = build_encoder(
-            backbone, output_stride, multi_grid, aspp_rates, pretrained, width, channels
-        )
-        self.classifier = nn.Conv2d(channels, num_classes, 1)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        features = self.backbone(images)["out"]
-        logits = self.classifier(self.aspp(features))
-        return F.interpolate(logits, images.shape[-2:], mode="bilinear", align_corners=False)
 
 
 # Section 4.1 (Training protocol): "poly" learning rate (power 0.9) from 0.007, crop 513x513,
@@ -123,7 +70,7 @@ RECIPES = [
         name="deeplabv3",
         task="semantic",
         paper=PAPER,
-        model="segcli.recipes.deeplab_v3:DeepLabV3",
+        model="segcli.models.deeplab_v3:DeepLabV3",
         defaults=TRAINING,
         options=OPTIONS,
         quick=QUICK,

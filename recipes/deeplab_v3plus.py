@@ -1,36 +1,28 @@
 """DeepLab v3+: Chen, Zhu, Papandreou, Schroff & Adam, "Encoder-Decoder with Atrous Separable
 Convolution for Semantic Image Segmentation", arXiv:1802.02611.
 
-The DeepLab v3 encoder (section 3.1; here with ResNet-101 as in section 4.2) followed by the
-decoder of section 3.1 / figure 2: the encoder output is upsampled 4x and concatenated with the
-stride-4 backbone features reduced to 48 channels by a 1x1 convolution (section 4.1, table 1),
-refined by two 3x3 convolutions of 256 channels (table 2), turned into class scores and
-upsampled 4x. ASPP and decoder use atrous separable convolutions (section 3.1, "Depthwise
-separable convolution"), as the paper's best models do (the "SC" column of section 4.3,
-table 5).
+The DeepLab v3 encoder (section 3.1) followed by the decoder of section 3.1 / figure 2: the
+encoder output is upsampled 4x and concatenated with the stride-4 backbone features reduced to
+48 channels by a 1x1 convolution (section 4.1, table 1), refined by two 3x3 convolutions of 256
+channels (table 2), turned into class scores and upsampled 4x.
+
+Two models, as the paper has them. `deeplabv3plus`: the modified aligned Xception-65 (section
+3.2, timm's `xception65`, segcli.nn.xception) at output stride 16 with atrous separable
+convolutions in ASPP and decoder (section 3.1, "Depthwise separable convolution"; section 4.3,
+table 5, the paper's headline model). `deeplabv3plus_r101`: ResNet-101 with plain 3x3
+convolutions (section 4.2, table 3).
 
 Deviations: as DeepLab v3 (see segcli.recipes.deeplab_v3); the 4x upsamplings go to the exact
-size of the stride-4 features and of the input, so any H x W works. The paper uses separable
-convolutions in ASPP and decoder only with its Xception backbone (section 4.3, table 5); its
-ResNet-101 model (section 4.2, table 3) has plain 3x3 convolutions, which
-`--set separable=false` gives (59.3M parameters for 21 classes, against 45.7M separable).
+size of the stride-4 features and of the input, so any H x W works. Xception-65 takes no
+multi-grid (DeepLab's is ResNet-only).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from segcli.nn.conv import conv3x3_bn_relu, conv_bn_relu
-from segcli.nn.resnet import OnDilatedResNet
 from segcli.recipe import Recipe
 from segcli.recipes.deeplab_v3 import OPTIONS as V3_OPTIONS
 from segcli.recipes.deeplab_v3 import QUICK as V3_QUICK
 from segcli.recipes.deeplab_v3 import TRAINING as V3_TRAINING
-from segcli.recipes.deeplab_v3 import build_encoder
 
 PAPER = (
     "Encoder-Decoder with Atrous Separable Convolution for Semantic Image Segmentation "
@@ -38,60 +30,14 @@ PAPER = (
 )
 
 
-class Decoder(nn.Module):
-    """Section 3.1: (encoder [B,C,h,w], low [B,C_low,H/4,W/4]) -> features [B,C,H/4,W/4]."""
-
-    def __init__(self, low_channels: int, reduced: int, channels: int, separable: bool):
-        super().__init__()
-        self.reduce = conv_bn_relu(low_channels, reduced, 1)
-        self.refine = nn.Sequential(
-            conv3x3_bn_relu(channels + reduced, channels, separable=separable),
-            conv3x3_bn_relu(channels, channels, separable=separable),
-        )
-
-    def forward(self, encoder: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
-        up = F.interpolate(encoder, low.shape[-2:], mode="bilinear", align_corners=False)
-        return self.refine(torch.cat([up, self.reduce(low)], dim=1))
-
-
-class DeepLabV3Plus(OnDilatedResNet, nn.Module):
-    """model(images [B,3,H,W]) -> logits [B,K,H,W]."""
-
-    class_specific_modules = ("classifier",)
-
-    def __init__(
-        self,
-        num_classes: int,
-        backbone: str = "resnet101",
-        output_stride: int = 16,
-        multi_grid: Sequence[int] = (1, 2, 4),
-        aspp_rates: Sequence[int] = (6, 12, 18),
-        width: float = 1.0,
-        channels: int = 256,
-        separable: bool = True,
-        low_level_channels: int = 48,
-        pretrained: bool = False,
-    ):
-        super().__init__()
-        self.backbone, self.aspp = build_encoder(
-            backbone, output_stride, multi_grid, aspp_rates, pretrained, width, channels, separable
-        )
-        self.decoder = Decoder(self.backbone.low_channels, low_level_channels, channels, separable)
-        self.classifier = nn.Conv2d(channels, num_classes, 1)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        features = self.backbone(images)
-        decoded = self.decoder(self.aspp(features["out"]), features["low"])
-        logits = self.classifier(decoded)
-        return F.interpolate(logits, images.shape[-2:], mode="bilinear", align_corners=False)
-
-
 # Section 4: "the same training protocol as in [DeepLab v3]" (poly 0.9 from 0.007, crop 513,
 # batch 16 with batch norm fine-tuned, output stride 16, random scaling 0.5-2.0 and flipping).
 TRAINING = dict(V3_TRAINING)
-# Section 3.1 (encoder = DeepLab v3; atrous separable convolution), section 4.1 / table 1 (48
-# low-level channels); separable as the Xception model of section 4.3 (table 5), see Deviations.
-OPTIONS = {**V3_OPTIONS, "separable": True, "low_level_channels": 48}
+# Section 3.1 (encoder = DeepLab v3; atrous separable convolution), 3.2 (Xception-65), 4.1 /
+# table 1 (48 low-level channels), 4.3 / table 5 (Xception-65 with separable ASPP and decoder).
+OPTIONS = {**V3_OPTIONS, "backbone": "xception65", "separable": True, "low_level_channels": 48}
+# Section 4.2 / table 3: ResNet-101 with the plain decoder.
+OPTIONS_R101 = {**OPTIONS, "backbone": "resnet101", "separable": False}
 # Built-in shapes only (not the paper): v3's quick profile with a half-width ResNet-18 and a
 # 128-channel ASPP and decoder at output stride 16 (the decoder recovers the detail that v3
 # needs stride 8 for); see the README's quick profiles.
@@ -102,9 +48,18 @@ RECIPES = [
         name="deeplabv3plus",
         task="semantic",
         paper=PAPER,
-        model="segcli.recipes.deeplab_v3plus:DeepLabV3Plus",
+        model="segcli.models.deeplab_v3plus:DeepLabV3Plus",
         defaults=TRAINING,
         options=OPTIONS,
         quick=QUICK,
-    )
+    ),
+    Recipe(
+        name="deeplabv3plus_r101",
+        task="semantic",
+        paper=PAPER,
+        model="segcli.models.deeplab_v3plus:DeepLabV3Plus",
+        defaults=TRAINING,
+        options=OPTIONS_R101,
+        quick=QUICK,
+    ),
 ]

@@ -4,6 +4,13 @@ Semantic Segmentation", CVPR 2015, arXiv:1411.4038.
 VGG16 with fc6/fc7 as convolutions, class scores from fc7 (and from pool4, pool3 for the skip
 nets), learned bilinear-initialised deconvolutions and a fixed bilinear last one (section 4.2).
 
+Two ways to train the skip nets. Staged (section 4.2): FCN-16s starts from FCN-32s's
+checkpoint (`--weights`), FCN-8s from FCN-16s's, each "with the learning rate decreased by a
+factor of 100". At once, from ImageNet (the authors' reference net voc-fcn8s-atonce, in
+github.com/shelhamer/fcn.berkeleyvision.org): pool4 and pool3 are scaled by fixed 0.01 and
+0.0001 before their score layers (`skip_scale`), so the skips start small next to the fc7
+scores. The recipe's defaults train at once; `--weights` switches to the staged settings.
+
 Deviation: the reference Caffe nets pad conv1_1 by 100 px and crop the upsampled scores so the
 output covers any input. Here the input is zero-padded (mean colour after normalisation) at the
 bottom/right to a multiple of 32 and the scores are cropped back to H x W, which gives the same
@@ -12,105 +19,9 @@ alignment for at most 31 extra pixels instead of 200 per side.
 
 from __future__ import annotations
 
-from functools import partial
-
-import torch
-from torch import nn
-
-from segcli.nn.init import bilinear_upsampler, pad_to_multiple
-from segcli.nn.stages import pooled_stages
-from segcli.nn.vgg import POOL3, POOL4, POOL5, vgg16_backbone, vgg16_channels
 from segcli.recipe import Recipe
 
 PAPER = "Fully Convolutional Networks for Semantic Segmentation (arXiv:1411.4038)"
-
-
-class FCN(nn.Module):
-    """model(images [B,3,H,W]) -> logits [B,K,H,W]; stride 32, 16 or 8 for the finest skip."""
-
-    # every layer with one channel per class (those a stride lacks are simply absent)
-    class_specific_modules = (
-        "score_fr", "score_pool4", "score_pool3", "upscore", "upscore2", "upscore16",
-        "upscore_pool4", "upscore8",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        num_classes: int,
-        stride: int = 8,
-        pretrained: bool = False,
-        width: float = 1.0,
-        fc_channels: int = 4096,
-    ):
-        super().__init__()
-        if stride not in (32, 16, 8):
-            raise ValueError("FCN stride must be 32, 16 or 8")
-        self.stride = stride
-        self.features, fc = vgg16_backbone(pretrained, width)
-        c3, c4, c5 = vgg16_channels(width)
-        self.fc6 = _fc(c5, fc_channels, 7)
-        self.fc7 = _fc(fc_channels, fc_channels, 1)
-        # conv1-5 and the convolutionalised fc6/fc7: the ImageNet classifier (section 3.1)
-        self.backbone_stages = (*pooled_stages("features", self.features), ("fc6", "fc7"))
-        if fc and fc_channels == 4096:
-            _load_fc(self.fc6[0], fc["weight6"], fc["bias6"])
-            _load_fc(self.fc7[0], fc["weight7"], fc["bias7"])
-        self.score_fr = _zero_conv(fc_channels, num_classes)  # section 4.3: zero-initialised
-        if stride == 32:
-            self.upscore = bilinear_upsampler(num_classes, 32, trainable=False)
-            return
-        self.score_pool4 = _zero_conv(c4, num_classes)
-        self.upscore2 = bilinear_upsampler(num_classes, 2, trainable=True)
-        if stride == 16:
-            self.upscore16 = bilinear_upsampler(num_classes, 16, trainable=False)
-            return
-        self.score_pool3 = _zero_conv(c3, num_classes)
-        self.upscore_pool4 = bilinear_upsampler(num_classes, 2, trainable=True)
-        self.upscore8 = bilinear_upsampler(num_classes, 8, trainable=False)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        h, w = images.shape[-2:]
-        x = pad_to_multiple(images, 32)
-        pool3 = self.features[POOL3](x)
-        pool4 = self.features[POOL4](pool3)
-        score = self.score_fr(self.fc7(self.fc6(self.features[POOL5](pool4))))
-        if self.stride == 32:
-            return self.upscore(score)[..., :h, :w]
-        score = self.upscore2(score) + self.score_pool4(pool4)
-        if self.stride == 16:
-            return self.upscore16(score)[..., :h, :w]
-        score = self.upscore_pool4(score) + self.score_pool3(pool3)
-        return self.upscore8(score)[..., :h, :w]
-
-
-def _fc(cin: int, cout: int, kernel: int) -> nn.Sequential:
-    # "same" padding keeps the fc6 map at pool5's size; dropout as in VGG's classifier
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, padding=kernel // 2), nn.ReLU(inplace=True), nn.Dropout(0.5)
-    )
-
-
-def _zero_conv(cin: int, num_classes: int) -> nn.Conv2d:
-    conv = nn.Conv2d(cin, num_classes, 1)
-    nn.init.zeros_(conv.weight)
-    nn.init.zeros_(conv.bias)
-    return conv
-
-
-def _load_fc(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> None:
-    with torch.no_grad():
-        conv.weight.copy_(weight)
-        conv.bias.copy_(bias)
-
-
-def build_fcn(
-    num_classes: int,
-    stride: int,
-    pretrained: bool = False,
-    width: float = 1.0,
-    fc_channels: int = 4096,
-) -> FCN:
-    return FCN(num_classes, stride, pretrained, width, fc_channels)
 
 
 # Section 4.3 (Optimization): SGD with momentum 0.9, minibatch 20 images, fixed learning rate
@@ -118,7 +29,13 @@ def build_fcn(
 # (section 4.3, Patch Sampling) and no augmentation (section 4.3, Augmentation: mirroring and
 # jittering gave no noticeable improvement). The loss is averaged over labelled pixels rather
 # than summed (section 3's spatial sum), so the learning rate does not depend on image size.
-# 100k iterations as in the reference solver (voc-fcn32s). Images up to 500 px: crop 512.
+# Images up to 500 px: crop 512.
+# Length: the paper gives days, not iterations. The reference solvers train each stage for
+# 100,000 iterations of one image (voc-fcn32s, voc-fcn16s: 25 x 4000 steps), and the at-once
+# FCN-8s for 300,000 (75 x 4000), the images of its three stages. At the paper's 20 images per
+# step, 100,000 images are 5,000 iterations: 11.8 epochs of the 8,498 SBD training images the
+# reference trains on (section 4.3, More Training Data), 90 of VOC2011's 1,112.
+IMAGES_PER_STAGE = 100_000
 PAPER_DEFAULTS = {
     "optimizer": "sgd",
     "lr": 1e-4,
@@ -127,13 +44,31 @@ PAPER_DEFAULTS = {
     "bias_lr_mult": 2.0,
     "batch_size": 20,
     "schedule": "constant",
-    "iters": 100_000,
+    "iters": IMAGES_PER_STAGE // 20,
     "img_size": 512,
     "scale_range": (1.0, 1.0),
     "hflip": False,
 }
+
+
+def _at_once(stages: int) -> dict:
+    """FCN-16s (2 stages) or FCN-8s (3) trained in one go from ImageNet: the skip scaling and
+    the images of every stage it replaces."""
+    return {**PAPER_DEFAULTS, "skip_scale": True, "iters": stages * IMAGES_PER_STAGE // 20}
+
+
+# Section 4.2: a finer net "initialized with the parameters of the last, coarser net" and "the
+# learning rate is decreased by a factor of 100"; one stage's images; no skip scaling (the
+# staged reference nets voc-fcn16s/voc-fcn8s have none).
+LATER_STAGE = {
+    "lr": PAPER_DEFAULTS["lr"] / 100,
+    "iters": IMAGES_PER_STAGE // 20,
+    "skip_scale": False,
+}
 # Built-in shapes only (not the paper): VGG16 at quarter width with 256-channel fc6/fc7, Adam
 # with poly decay on 64 px images, so a 2-core CPU reaches mIoU > 0.8 in about 5 minutes.
+# No skip scaling: Adam's steps do not grow with the gradient, so 0.01 x pool4 would keep the
+# skips near zero for the whole short run.
 QUICK = {
     "width": 0.25,
     "fc_channels": 256,
@@ -144,21 +79,35 @@ QUICK = {
     "schedule": "poly",
     "iters": 3000,
     "val_every": 1000,
+    "skip_scale": False,
 }
-OPTIONS = {"width": 1.0, "fc_channels": 4096}
-build_fcn32s = partial(build_fcn, stride=32)
-build_fcn16s = partial(build_fcn, stride=16)
-build_fcn8s = partial(build_fcn, stride=8)
+# skip_scale is off in the network's own build, so checkpoints saved before the option existed
+# (all trained without it) load as they were trained; the recipe defaults turn it on.
+OPTIONS = {"width": 1.0, "fc_channels": 4096, "skip_scale": False}
+QUICK_32S = {k: v for k, v in QUICK.items() if k != "skip_scale"}
+OPTIONS_32S = {k: v for k, v in OPTIONS.items() if k != "skip_scale"}
 
 RECIPES = [
     Recipe(
-        name=f"fcn{stride}s",
+        name="fcn32s",
         task="semantic",
         paper=PAPER,
-        model=f"segcli.recipes.fcn:build_fcn{stride}s",
+        model="segcli.models.fcn:build_fcn32s",
         defaults=PAPER_DEFAULTS,
-        options=OPTIONS,
-        quick=QUICK,
-    )
-    for stride in (32, 16, 8)
+        options=OPTIONS_32S,
+        quick=QUICK_32S,
+    ),
+    *(
+        Recipe(
+            name=f"fcn{stride}s",
+            task="semantic",
+            paper=PAPER,
+            model=f"segcli.models.fcn:build_fcn{stride}s",
+            defaults=_at_once(stages),
+            options=OPTIONS,
+            quick=QUICK,
+            from_weights=LATER_STAGE,
+        )
+        for stride, stages in ((16, 2), (8, 3))
+    ),
 ]

@@ -1,8 +1,8 @@
 """Training configuration: one frozen dataclass, resolved in one place.
 
-Precedence, lowest first: TrainConfig defaults < the recipe's paper defaults < the recipe's quick
-profile (built-in shapes data only, unless resolve_config is told quick=False) < command-line
-flags < `--set key=value`.
+Precedence, lowest first: TrainConfig defaults < the recipe's paper defaults < its later-stage
+settings (runs from an earlier stage's --weights) < the recipe's quick profile (built-in shapes
+data only, unless resolve_config is told quick=False) < command-line flags < `--set key=value`.
 """
 
 from __future__ import annotations
@@ -166,6 +166,7 @@ def config_layers(
         warm = any(layer.get(k) for layer in (flags, overrides) for k in ("weights", "pretrained"))
         layers = [
             ("recipe", recipe.defaults),
+            ("recipe, later stage", recipe.from_weights if _staged(flags, overrides) else {}),
             ("quick profile", recipe.quick if quick and data == BUILTIN_DATA else {}),
             ("pretrained start", recipe.pretrained_options if warm else {}),
             ("--weights checkpoint", inherited or {}),
@@ -180,6 +181,13 @@ def config_layers(
         ]
     layers += [("flag", flags), ("--set", overrides)]
     return [(name, with_resize_options(layer, recipe)) for name, layer in layers]
+
+
+def _staged(flags: Mapping[str, Any], overrides: Mapping[str, Any]) -> bool:
+    """Whether the run starts from an earlier stage's weights: `--weights` naming a file, not
+    torchvision's published weights (which are `--pretrained`'s kind of start)."""
+    weights = overrides.get("weights", flags.get("weights"))
+    return bool(weights) and not str(weights).startswith("torchvision:")
 
 
 def read_config_file(path: str | Path, recipe: Recipe) -> dict[str, Any]:

@@ -34,6 +34,10 @@ class Recipe:
         `size`, an R-CNN's `min_size`); None for models that take their input as it is.
     pretrained_options: model options for a run that starts from published or earlier weights
         (`--pretrained`, `--weights`), e.g. the R-CNNs' frozen batch norm.
+    from_weights: settings (fields or options) of a later training stage, for a run that
+        starts from an earlier stage's `--weights` (not `torchvision:NAME`); they sit just above
+        `defaults`, so the quick profile, flags and `--set` win. E.g. FCN-16s/8s's learning
+        rate divided by 100.
     """
 
     name: str
@@ -46,6 +50,7 @@ class Recipe:
     loss: str | None = None
     resize_options: Callable[[int], dict[str, Any]] | None = None
     pretrained_options: Mapping[str, Any] = field(default_factory=dict)
+    from_weights: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def build_model(self) -> Callable[..., Any]:

@@ -16,13 +16,13 @@ from segcli.nn.aspp import ASPPScores
 from segcli.nn.pretrained import cached_weights_path
 from segcli.nn.resnet import DilatedResNet
 from segcli.recipe import get_recipe
-from segcli.recipes.deeplab_v1 import decimate_fc
-from segcli.recipes.deeplab_v3 import build_encoder
+from segcli.models.deeplab_v1 import decimate_fc
+from segcli.models.deeplab_v3 import build_encoder
 
 from conftest import TINY_SHAPES
 
 H, W = 129, 97
-DEEPLABS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
+DEEPLABS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus", "deeplabv3plus_r101")
 
 
 def conv_dilations(layer: nn.Module) -> list[int]:
@@ -116,7 +116,7 @@ EXPECTED_COUNTS = {
     "deeplabv1": 20.5,
     "deeplabv2": 44.0,
     "deeplabv3": 58.0,
-    "deeplabv3plus": 45.7,
+    "deeplabv3plus_r101": 59.3,
 }
 
 
@@ -215,12 +215,14 @@ def test_v3plus_decoder_and_separable_aspp():
 
 
 def test_v3plus_plain_convolutions_as_the_papers_resnet101_model():
-    model = meta_v3plus(separable=False)  # v3+ section 4.2, table 3
+    recipe = get_recipe("deeplabv3plus_r101")  # v3+ section 4.2, table 3
+    assert recipe.options["backbone"] == "resnet101" and recipe.options["separable"] is False
+    with torch.device("meta"):
+        model = recipe.build_model(21, **recipe.options).eval()
     convs = [b[0] for b in model.aspp.branches[1:4]] + [b[0] for b in model.decoder.refine]
     assert all(c.groups == 1 and c.kernel_size == (3, 3) for c in convs)
     assert [c.dilation[0] for c in convs] == [6, 12, 18, 1, 1]
     assert convs[3].in_channels == 256 + 48
-    assert round(get_recipe("deeplabv3plus").count_parameters(separable=False) / 1e6, 1) == 59.3
 
 
 @pytest.mark.parametrize("name", ["deeplabv3", "deeplabv3plus"])

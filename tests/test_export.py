@@ -29,6 +29,7 @@ SMALL = {
     "deeplabv2": DEEPLAB,
     "deeplabv3": {**DEEPLAB, "multi_grid": (1, 2), "channels": 32},
     "deeplabv3plus": {**DEEPLAB, "multi_grid": (1, 2), "channels": 32},
+    "deeplabv3plus_r101": {**DEEPLAB, "multi_grid": (1, 2), "channels": 32},
     "mask_rcnn": {**TINY_RCNN, "min_size": 48, "max_size": 64},
     "yolact": TINY_YOLACT,
 }

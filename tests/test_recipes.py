@@ -31,6 +31,7 @@ TEST_OPTIONS = {
     "deeplabv2": {"backbone": "resnet50", "width": 0.125},
     "deeplabv3": {"backbone": "resnet50", "width": 0.125, "channels": 32},
     "deeplabv3plus": {"backbone": "resnet50", "width": 0.125, "channels": 32},
+    "deeplabv3plus_r101": {"backbone": "resnet50", "width": 0.125, "channels": 32},
     "mask_rcnn": TINY_RCNN,
     "ms_rcnn": TINY_RCNN,
     "yolact": TINY_YOLACT,

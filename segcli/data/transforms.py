@@ -12,6 +12,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 
+from segcli.data.elastic import CoarseGridElastic  # noqa: E402
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Padding with the mean colour makes padded pixels 0 after normalisation (as Caffe's crops did).
@@ -25,16 +27,18 @@ def semantic_train_transform(
     ignore_index: int,
     elastic: bool = False,
 ) -> A.Compose:
-    """Random scale, crop padded with the ignore index in the mask, flip, normalise."""
+    """Random scale, crop padded with the ignore index in the mask, elastic deformation of the
+    crop (the training tile U-Net's 3x3 grid spans), flip, normalise."""
     low, high = scale_range
-    steps = [A.GridElasticDeform(num_grid_xy=(3, 3), magnitude=10)] if elastic else []
-    steps += [
+    steps = [
         A.RandomScale(scale_limit=(low - 1, high - 1), interpolation=cv2.INTER_LINEAR, p=1.0),
         A.PadIfNeeded(
             crop, crop, border_mode=cv2.BORDER_CONSTANT, fill=MEAN_PIXEL, fill_mask=ignore_index
         ),
         A.RandomCrop(crop, crop),
     ]
+    if elastic:
+        steps.append(CoarseGridElastic(grid=3, sigma=10.0))  # U-Net section 3.1
     if hflip:
         steps.append(A.HorizontalFlip(p=0.5))
     return A.Compose([*steps, A.Normalize(IMAGENET_MEAN, IMAGENET_STD), ToTensorV2()])

@@ -160,6 +160,16 @@ def _map_keys(state: dict, key_map: dict[str, str], own: dict) -> dict:
     return mapped
 
 
+def _log_later_stage(cfg, recipe, log) -> None:
+    """Say which of the recipe's later-stage settings (`Recipe.from_weights`) the run kept."""
+    if cfg.weights.startswith(TORCHVISION_PREFIX):
+        return
+    values = {**cfg.to_dict(), **cfg.model}
+    kept = [f"{k}={v}" for k, v in recipe.from_weights.items() if values.get(k) == v]
+    if kept:
+        log.info(f"{', '.join(kept)}: {recipe.name}'s settings for a later training stage")
+
+
 def start_from_weights(model: nn.Module, cfg, recipe, log) -> WeightsReport | None:
     """Load `cfg.weights` into a new run's model and say what happened (nothing on resume,
     where the checkpoint replaces every weight)."""
@@ -168,6 +178,7 @@ def start_from_weights(model: nn.Module, cfg, recipe, log) -> WeightsReport | No
             log.info(f"{key}={value}: {recipe.name}'s setting for runs from pretrained weights")
     if not cfg.weights or cfg.resume:
         return None
+    _log_later_stage(cfg, recipe, log)
     report = load_weights(model, read_weights(cfg.weights), cfg.weights)
     log.info(
         f"--weights {cfg.weights}: {len(report.loaded)} tensors loaded, {len(report.skipped)} "

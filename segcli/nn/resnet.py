@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torchvision import models
 from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.ops import FrozenBatchNorm2d
 
 from segcli.errors import ConfigError
 from segcli.nn.pretrained import load_pretrained
@@ -29,12 +30,16 @@ RESNETS = {
 
 
 class OnDilatedResNet:
-    """What a model whose `backbone` is a DilatedResNet declares: the ResNet's stages (for
-    --freeze) and how torchvision's segmentation models name it (`backbone.conv1`, here
-    `backbone.body.conv1`), so --weights torchvision:deeplabv3_resnet101 loads it."""
+    """What a model whose `backbone` is a DilatedResNet (or another backbone with `stages`)
+    declares: the backbone's stages (for --freeze) and how torchvision's segmentation models
+    name it (`backbone.conv1`, here `backbone.body.conv1`), so --weights
+    torchvision:deeplabv3_resnet101 loads it."""
 
-    backbone_stages = resnet_stages("backbone.body")
     weights_key_map = {"backbone.": "backbone.body."}
+
+    @property
+    def backbone_stages(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(tuple(f"backbone.{name}" for name in stage) for stage in self.backbone.stages)
 
 
 class DilatedResNet(nn.Module):
@@ -44,7 +49,11 @@ class DilatedResNet(nn.Module):
     `multi_grid`: DeepLab v3's unit rates of block4 (default all 1).
     `width` scales every layer's channels (1.0 is the paper's network; smaller ones are for
     quick CPU runs and have no ImageNet weights).
+    `frozen_bn`: torchvision's FrozenBatchNorm2d (statistics and affine fixed) in place of
+    batch norm.
     """
+
+    stages = resnet_stages("body")
 
     def __init__(
         self,
@@ -53,11 +62,13 @@ class DilatedResNet(nn.Module):
         multi_grid: Sequence[int] | None = None,
         pretrained: bool = False,
         width: float = 1.0,
+        frozen_bn: bool = False,
     ):
         super().__init__()
         if output_stride not in (8, 16):
             raise ConfigError(f"setting 'output_stride': expected 8 or 16, got {output_stride!r}")
-        net = _resnet(name, pretrained, width)
+        norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
+        net = _resnet(name, pretrained, width, norm_layer=norm)
         multi_grid = multi_grid or [1] * len(net.layer4)
         if len(multi_grid) != len(net.layer4):
             raise ConfigError(
@@ -91,12 +102,13 @@ def build_resnet(name: str, pretrained: bool = False, **kwargs) -> models.ResNet
     return net
 
 
-def _resnet(name: str, pretrained: bool, width: float) -> models.ResNet:
-    """torchvision's ResNet `name`, with ImageNet weights or at `width` times its channels."""
+def _resnet(name: str, pretrained: bool, width: float, **kwargs) -> models.ResNet:
+    """torchvision's ResNet `name` built with `kwargs`, with ImageNet weights or at `width`
+    times its channels."""
     if width == 1.0:
-        return build_resnet(name, pretrained)
+        return build_resnet(name, pretrained, **kwargs)
     with torch.device("meta"):  # only the layout is kept: _narrow rebuilds every layer
-        net = build_resnet(name)
+        net = build_resnet(name, **kwargs)
     if pretrained:
         raise ConfigError("--pretrained needs the full-width ResNet (--set width=1.0)")
     _narrow(net, width)
@@ -110,7 +122,7 @@ def _narrow(net: models.ResNet, width: float) -> None:
     planes = [max(8, round(p * width)) for p in (64, 128, 256, 512)]
     net.inplanes = planes[0]
     net.conv1 = nn.Conv2d(3, planes[0], 7, stride=2, padding=3, bias=False)
-    net.bn1 = nn.BatchNorm2d(planes[0])
+    net.bn1 = net._norm_layer(planes[0])
     for i, p in enumerate(planes, 1):
         units = len(getattr(net, f"layer{i}"))
         setattr(net, f"layer{i}", net._make_layer(block, p, units, stride=1 if i == 1 else 2))
