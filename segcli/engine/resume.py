@@ -66,6 +66,8 @@ def resolve_training(
         cfg = merge_layers(recipe, layers)
         check_changes(point, cfg, log)
         return TrainingPlan(cfg, layers, point)
+    if not cfg.weights:
+        return TrainingPlan(cfg, layers)
     from segcli.engine.weights import checkpoint_architecture  # torch: after the checks above
 
     inherited = checkpoint_architecture(cfg.weights, recipe)

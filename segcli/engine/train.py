@@ -16,11 +16,11 @@ from segcli.recipe import Recipe
 
 def train(recipe: Recipe, flags: Mapping[str, Any], sets: Iterable[str], console: Console) -> Path:
     """Train as the flags and `--set` strings say; returns the run folder."""
-    from segcli.engine.loop import fit
-
     log = Reporter(console, enabled=int(os.environ.get("RANK", 0)) == 0)
     with log.attached():
         plan = resolve_training(recipe, flags, sets, log)
+        from segcli.engine.loop import fit  # torch: once the settings are checked
+
         return fit(plan.cfg, recipe, console, plan.resume, log)
 
 
