@@ -189,6 +189,9 @@ def train_command(
 
 CRF_HELP = "Dense CRF refinement (DeepLab v1/v2); needs the crf extra (pydensecrf2)."
 CRF_PARAM_HELP = "CRF key=value: w1, theta_alpha, theta_beta, w2, theta_gamma, iterations."
+SUPERPIXELS_HELP = (
+    "Semantic: majority vote of the prediction in about N SLIC superpixels (compactness 10)."
+)
 
 
 @app.command("eval")
@@ -233,6 +236,7 @@ def eval_command(
     ] = True,
     crf: Annotated[bool, typer.Option("--crf", help=CRF_HELP)] = False,
     crf_param: Annotated[list[str] | None, typer.Option("--crf-param", help=CRF_PARAM_HELP)] = None,
+    superpixels: Annotated[int | None, typer.Option(help=SUPERPIXELS_HELP)] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Model option key=value, e.g. output_stride=8."),
@@ -271,17 +275,18 @@ def eval_command(
     panoptic = (gt_panoptic, pred_panoptic, gt_panoptic_dir, pred_panoptic_dir)
     if metric == Metric.pq or any(panoptic):
         others = (checkpoint, data, pred, gt, gt_json, pred_json, save_json, tta, crf, set_)
+        others += (superpixels is not None,)
         return _eval_panoptic(*panoptic, metric, json_out, any(others))
     check_output_paths(plots, report, report_worst)
     worst = report_worst if report else 0
     if gt_json or pred_json:  # no model: torch is not imported
-        model_flags = tta or crf or tta_scale or crf_param or set_
+        model_flags = tta or crf or tta_scale or crf_param or set_ or superpixels is not None
         result, names, task, examples = _score_result_files(
             gt_json, pred_json, metric, model_flags, worst
         )
         facts = [("ground truth", str(gt_json)), ("results", str(pred_json))]
     elif pred or gt:
-        model_flags = tta or crf or tta_scale or crf_param or set_
+        model_flags = tta or crf or tta_scale or crf_param or set_ or superpixels is not None
         result, names, task, examples = _score_label_folders(
             pred, gt, num_classes, ignore_index, model_flags, worst, metric
         )
@@ -289,7 +294,7 @@ def eval_command(
     else:
         from segcli.engine import evaluate, runs
 
-        predict = _predictor(tta, tta_scale, tta_flip, crf, crf_param)
+        predict = _predictor(tta, tta_scale, tta_flip, crf, crf_param, superpixels)
         path = checkpoint or runs.latest_run(needs="best.pt") / "best.pt"
         result, names, task, examples = evaluate.evaluate_with_examples(
             path,
@@ -322,14 +327,15 @@ def eval_command(
 BULKY = ("confusion", "mask_pr50", "mask_pr75", "box_pr50", "box_pr75")
 
 
-def _predictor(tta: bool, scales, flip: bool, crf: bool, crf_items):
-    """The test-time prediction function of --tta/--crf (None: plain logits)."""
+def _predictor(tta: bool, scales, flip: bool, crf: bool, crf_items, superpixels=None):
+    """The test-time prediction function of --tta/--crf/--superpixels (None: plain logits)."""
     from segcli.engine.predict import V3_SCALES, build_predictor
     from segcli.errors import ConfigError
 
     if scales and not tta:
         raise ConfigError("--tta-scale needs --tta")
-    return build_predictor((scales or V3_SCALES) if tta else None, flip, crf, crf_items or [])
+    scales = (scales or V3_SCALES) if tta else None
+    return build_predictor(scales, flip, crf, crf_items or [], superpixels)
 
 
 def _score_label_folders(pred, gt, num_classes, ignore_index, model_options, worst, metric):
@@ -340,7 +346,9 @@ def _score_label_folders(pred, gt, num_classes, ignore_index, model_options, wor
     if not (pred and gt and num_classes):
         raise ConfigError("--pred, --gt and --num-classes go together")
     if model_options:
-        raise ConfigError("--tta, --crf and --set need a checkpoint, not --pred/--gt")
+        raise ConfigError(
+            "--tta, --crf, --superpixels and --set need a checkpoint, not --pred/--gt"
+        )
     evaluate.check_metric(metric and metric.value, semantic, "--pred/--gt")
     result = evaluate.evaluate_label_folders(pred, gt, num_classes, ignore_index)
     examples = evaluate.worst_label_folders(pred, gt, num_classes, ignore_index, worst)
@@ -358,7 +366,9 @@ def _score_result_files(gt_json, pred_json, metric, model_options, worst: int):
     if not (gt_json and pred_json):
         raise ConfigError("--gt-json and --pred-json go together")
     if model_options:
-        raise ConfigError("--tta, --crf and --set need a checkpoint, not --gt-json/--pred-json")
+        raise ConfigError(
+            "--tta, --crf, --superpixels and --set need a checkpoint, not --gt-json/--pred-json"
+        )
     kinds = {"mask-ap": ("mask",), "box-ap": ("box",), None: None}.get(metric and metric.value)
     if metric and kinds is None:
         raise ConfigError(f"--metric {metric.value}: COCO results give mask-ap or box-ap")
@@ -394,6 +404,7 @@ def infer_command(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     crf: Annotated[bool, typer.Option("--crf", help=CRF_HELP)] = False,
     crf_param: Annotated[list[str] | None, typer.Option("--crf-param", help=CRF_PARAM_HELP)] = None,
+    superpixels: Annotated[int | None, typer.Option(help=SUPERPIXELS_HELP)] = None,
     score_threshold: Annotated[
         float | None,
         typer.Option(min=0.0, max=1.0, help="Instance models: lowest score drawn and saved (0.5)."),
@@ -407,7 +418,7 @@ def infer_command(
     video <stem>_overlay (or _splash) of the same format."""
     from segcli.engine.infer import infer
 
-    predict = _predictor(False, None, False, crf, crf_param)
+    predict = _predictor(False, None, False, crf, crf_param, superpixels)
     written = infer(checkpoint, sources, out, device, console, predict, score_threshold, splash)
     console.print(f"wrote {len(written)} prediction(s) and overlays to {out}", highlight=False)
 
