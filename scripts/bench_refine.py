@@ -3,7 +3,7 @@ mIoU and ms per image of each semantic checkpoint on its val split (issue 17's c
 the shapes checkpoints of deeplabv1 and deeplabv3plus).
 
     python scripts/bench_refine.py runs/deeplabv1/1/best.pt runs/deeplabv3plus/1/best.pt \
-        [--superpixels 100] [--compactness 10] [--device cpu]
+        [--superpixels 50 100 200] [--compactness 10] [--device cpu]
 
 Each prediction function runs over the whole val split once to warm up, then `--repeats` times
 timed, the functions taking turns; the CRF is left out when pydensecrf2 is not installed.
@@ -31,11 +31,10 @@ from segcli.engine.superpixel_refine import superpixel_predictor  # noqa: E402
 from segcli.errors import ConfigError  # noqa: E402
 
 
-def predictors(n_segments: int, compactness: float) -> dict:
-    found = {
-        "plain": predict_logits,
-        f"superpixels {n_segments}": superpixel_predictor(n_segments, compactness),
-    }
+def predictors(segment_counts: list[int], compactness: float) -> dict:
+    found = {"plain": predict_logits}
+    for n in segment_counts:
+        found[f"superpixels {n}"] = superpixel_predictor(n, compactness)
     try:
         found["crf"] = build_predictor(crf=True)
     except ConfigError as exc:
@@ -67,7 +66,7 @@ def bench(path: str, functions: dict, device, repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+")
-    parser.add_argument("--superpixels", type=int, default=100)
+    parser.add_argument("--superpixels", type=int, nargs="+", default=[100])
     parser.add_argument("--compactness", type=float, default=10.0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=2)

@@ -192,6 +192,13 @@ def train_command(
 
 CRF_HELP = "Dense CRF refinement (DeepLab v1/v2); needs the crf extra (pydensecrf2)."
 CRF_PARAM_HELP = "CRF key=value: w1, theta_alpha, theta_beta, w2, theta_gamma, iterations."
+SUPERPIXELS_HELP = (
+    "Semantic: majority vote of the prediction in about N SLIC superpixels (compactness 10)."
+)
+PANOPTIC_HELP = (
+    "A second checkpoint to fuse with CHECKPOINT (Panoptic FPN): one semantic (stuff), one "
+    "instance (things), in either order: --panoptic SEMANTIC.pt INSTANCE.pt ..."
+)
 
 
 @app.command("eval")
@@ -236,6 +243,7 @@ def eval_command(
     ] = True,
     crf: Annotated[bool, typer.Option("--crf", help=CRF_HELP)] = False,
     crf_param: Annotated[list[str] | None, typer.Option("--crf-param", help=CRF_PARAM_HELP)] = None,
+    superpixels: Annotated[int | None, typer.Option(help=SUPERPIXELS_HELP)] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Model option key=value, e.g. output_stride=8."),
@@ -265,26 +273,35 @@ def eval_command(
         ),
     ] = None,
     report_worst: Annotated[int, typer.Option(help="Worst images shown in --report.")] = 8,
+    panoptic: Annotated[
+        Path | None, typer.Option(help=PANOPTIC_HELP + " PQ on the shapes val split.")
+    ] = None,
 ):
     """Evaluate a checkpoint on a val split, saved label PNGs with --pred/--gt, COCO results
     with --gt-json/--pred-json, or COCO panoptic results with --gt-panoptic/--pred-panoptic."""
     from segcli import io
     from segcli.engine.eval_outputs import check_output_paths, write_outputs
 
-    panoptic = (gt_panoptic, pred_panoptic, gt_panoptic_dir, pred_panoptic_dir)
-    if metric == Metric.pq or any(panoptic):
+    panoptic_files = (gt_panoptic, pred_panoptic, gt_panoptic_dir, pred_panoptic_dir)
+    if panoptic is not None:
+        others = (data not in (None, "shapes"), pred, gt, gt_json, pred_json, save_json, set_)
+        others += (*panoptic_files, plots, report)
+        predict = _predictor(tta, tta_scale, tta_flip, crf, crf_param, superpixels)
+        return _eval_fused((panoptic, checkpoint), metric, device, predict, json_out, others)
+    if metric == Metric.pq or any(panoptic_files):
         others = (checkpoint, data, pred, gt, gt_json, pred_json, save_json, tta, crf, set_)
-        return _eval_panoptic(*panoptic, metric, json_out, any(others))
+        others += (superpixels is not None,)
+        return _eval_panoptic(*panoptic_files, metric, json_out, any(others))
     check_output_paths(plots, report, report_worst)
     worst = report_worst if report else 0
     if gt_json or pred_json:  # no model: torch is not imported
-        model_flags = tta or crf or tta_scale or crf_param or set_
+        model_flags = tta or crf or tta_scale or crf_param or set_ or superpixels is not None
         result, names, task, examples = _score_result_files(
             gt_json, pred_json, metric, model_flags, worst
         )
         facts = [("ground truth", str(gt_json)), ("results", str(pred_json))]
     elif pred or gt:
-        model_flags = tta or crf or tta_scale or crf_param or set_
+        model_flags = tta or crf or tta_scale or crf_param or set_ or superpixels is not None
         result, names, task, examples = _score_label_folders(
             pred, gt, num_classes, ignore_index, model_flags, worst, metric
         )
@@ -297,7 +314,7 @@ def eval_command(
         )
         from segcli.engine import evaluate
 
-        predict = _predictor(tta, tta_scale, tta_flip, crf, crf_param)
+        predict = _predictor(tta, tta_scale, tta_flip, crf, crf_param, superpixels)
         result, names, task, examples = evaluate.evaluate_with_examples(
             path,
             data,
@@ -329,14 +346,15 @@ def eval_command(
 BULKY = ("confusion", "mask_pr50", "mask_pr75", "box_pr50", "box_pr75")
 
 
-def _predictor(tta: bool, scales, flip: bool, crf: bool, crf_items):
-    """The test-time prediction function of --tta/--crf (None: plain logits)."""
+def _predictor(tta: bool, scales, flip: bool, crf: bool, crf_items, superpixels=None):
+    """The test-time prediction function of --tta/--crf/--superpixels (None: plain logits)."""
     from segcli.engine.predict import V3_SCALES, build_predictor
     from segcli.errors import ConfigError
 
     if scales and not tta:
         raise ConfigError("--tta-scale needs --tta")
-    return build_predictor((scales or V3_SCALES) if tta else None, flip, crf, crf_items or [])
+    scales = (scales or V3_SCALES) if tta else None
+    return build_predictor(scales, flip, crf, crf_items or [], superpixels)
 
 
 def _score_label_folders(pred, gt, num_classes, ignore_index, model_options, worst, metric):
@@ -347,7 +365,9 @@ def _score_label_folders(pred, gt, num_classes, ignore_index, model_options, wor
     if not (pred and gt and num_classes):
         raise ConfigError("--pred, --gt and --num-classes go together")
     if model_options:
-        raise ConfigError("--tta, --crf and --set need a checkpoint, not --pred/--gt")
+        raise ConfigError(
+            "--tta, --crf, --superpixels and --set need a checkpoint, not --pred/--gt"
+        )
     evaluate.check_metric(metric and metric.value, semantic, "--pred/--gt")
     result = evaluate.evaluate_label_folders(pred, gt, num_classes, ignore_index)
     examples = evaluate.worst_label_folders(pred, gt, num_classes, ignore_index, worst)
@@ -365,7 +385,9 @@ def _score_result_files(gt_json, pred_json, metric, model_options, worst: int):
     if not (gt_json and pred_json):
         raise ConfigError("--gt-json and --pred-json go together")
     if model_options:
-        raise ConfigError("--tta, --crf and --set need a checkpoint, not --gt-json/--pred-json")
+        raise ConfigError(
+            "--tta, --crf, --superpixels and --set need a checkpoint, not --gt-json/--pred-json"
+        )
     kinds = {"mask-ap": ("mask",), "box-ap": ("box",), None: None}.get(metric and metric.value)
     if metric and kinds is None:
         raise ConfigError(f"--metric {metric.value}: COCO results give mask-ap or box-ap")
@@ -401,6 +423,7 @@ def infer_command(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     crf: Annotated[bool, typer.Option("--crf", help=CRF_HELP)] = False,
     crf_param: Annotated[list[str] | None, typer.Option("--crf-param", help=CRF_PARAM_HELP)] = None,
+    superpixels: Annotated[int | None, typer.Option(help=SUPERPIXELS_HELP)] = None,
     score_threshold: Annotated[
         float | None,
         typer.Option(min=0.0, max=1.0, help="Instance models: lowest score drawn and saved (0.5)."),
@@ -408,15 +431,28 @@ def infer_command(
     splash: Annotated[
         bool, typer.Option("--splash", help="Instance models: colour splash (grey elsewhere).")
     ] = False,
+    panoptic: Annotated[Path | None, typer.Option(help=PANOPTIC_HELP)] = None,
 ):
     """Semantic: <stem>.png (class ids) and <stem>_overlay.jpg. Instance: <stem>_overlay.jpg,
     results.json (COCO) and, with --splash, <stem>_splash.jpg. Videos (mp4, avi): an annotated
-    video <stem>_overlay (or _splash) of the same format."""
-    check_torch_file(checkpoint, "checkpoint")
+    video <stem>_overlay (or _splash) of the same format. With --panoptic: panoptic/<stem>.png
+    (segment ids), one panoptic.json (COCO panoptic) and <stem>_overlay.jpg."""
+    for path in (checkpoint, panoptic):
+        if path is not None:
+            check_torch_file(path, "checkpoint")
     from segcli.engine.infer import infer
+    from segcli.errors import ConfigError
 
-    predict = _predictor(False, None, False, crf, crf_param)
-    written = infer(checkpoint, sources, out, device, console, predict, score_threshold, splash)
+    predict = _predictor(False, None, False, crf, crf_param, superpixels)
+    if panoptic is None:
+        written = infer(checkpoint, sources, out, device, console, predict, score_threshold, splash)
+    elif splash:
+        raise ConfigError("--splash applies to an instance checkpoint alone, not --panoptic")
+    else:
+        from segcli.engine.panoptic_fusion import infer_panoptic
+
+        paths = (panoptic, checkpoint)  # the order of `infer --panoptic A.pt B.pt`
+        written = infer_panoptic(paths, sources, out, device, console, predict, score_threshold)
     console.print(f"wrote {len(written)} prediction(s) and overlays to {out}", highlight=False)
 
 
@@ -541,8 +577,7 @@ def benchmark_command(
 
 def _eval_panoptic(gt_json, pred_json, gt_dir, pred_dir, metric, json_out, other_inputs):
     """eval --metric pq: COCO panoptic results scored against COCO panoptic ground truth."""
-    from segcli import io
-    from segcli.engine.panoptic_eval import evaluate_panoptic_files, results_table
+    from segcli.engine.panoptic_eval import evaluate_panoptic_files
     from segcli.errors import ConfigError
 
     if metric not in (None, Metric.pq):
@@ -550,9 +585,34 @@ def _eval_panoptic(gt_json, pred_json, gt_dir, pred_dir, metric, json_out, other
     if other_inputs or not (gt_json and pred_json):
         raise ConfigError(
             "--metric pq scores COCO panoptic files: give --gt-panoptic and --pred-panoptic "
-            "(and no checkpoint, --data, --pred/--gt, --gt-json, --tta, --crf or --set)"
+            "(and no checkpoint, --data, --pred/--gt, --gt-json, --tta, --crf or --set), or "
+            "two checkpoints with --panoptic"
         )
-    result = evaluate_panoptic_files(gt_json, pred_json, gt_dir, pred_dir)
+    _show_panoptic(evaluate_panoptic_files(gt_json, pred_json, gt_dir, pred_dir), json_out)
+
+
+def _eval_fused(paths, metric, device, predict, json_out, other_inputs):
+    """eval --panoptic: two checkpoints fused and scored on the shapes val split."""
+    from segcli.engine.panoptic_fusion import evaluate_shapes_panoptic
+    from segcli.errors import ConfigError
+
+    if metric not in (None, Metric.pq):
+        raise ConfigError(f"--metric {metric.value}: --panoptic gives pq")
+    if paths[1] is None:
+        raise ConfigError("--panoptic needs two checkpoints: --panoptic SEMANTIC.pt INSTANCE.pt")
+    if any(other_inputs):
+        raise ConfigError(
+            "--panoptic scores two checkpoints on the built-in shapes val split: no --data, "
+            "--pred/--gt, --gt-json, --gt-panoptic, --save-json, --set, --plots or --report"
+        )
+    _show_panoptic(evaluate_shapes_panoptic(paths, device, predict), json_out)
+
+
+def _show_panoptic(result: dict, json_out) -> None:
+    """The panoptic quality tables and PQ, SQ and RQ; the result as JSON to `json_out`."""
+    from segcli import io
+    from segcli.engine.panoptic_eval import results_table
+
     console.print(results_table(result))
     for key in ("pq", "sq", "rq"):
         value = result[key]

@@ -114,14 +114,6 @@ def progress_bar(console: Console, total: int, description: str, **options) -> I
         bar.close()
 
 
-def track(items, console: Console, description: str, total: int | None = None) -> Iterator:
-    """Iterate `items`, advancing a progress bar for each."""
-    with progress_bar(console, len(items) if total is None else total, description) as bar:
-        for item in items:
-            yield item
-            bar.advance()
-
-
 @contextlib.contextmanager
 def shown_on(console: Console | None) -> Iterator[None]:
     """Show the bars of `tracked` and `steps` on `console` (None: nowhere) inside this block."""

@@ -103,9 +103,12 @@ def check_metric(metric: str | None, task, what: str) -> None:
 
 
 def check_semantic_predict(recipe, predict) -> None:
-    """`predict` (--tta, --crf: a semantic prediction function) is for semantic recipes only."""
+    """`predict` (--tta, --crf, --superpixels: a semantic prediction function) is for semantic
+    recipes only."""
     if predict is not None and recipe.task != "semantic":
-        raise ConfigError(f"--tta and --crf apply to semantic recipes, not {recipe.name}")
+        raise ConfigError(
+            f"--tta, --crf and --superpixels apply to semantic recipes, not {recipe.name}"
+        )
 
 
 BACKGROUND_NAMES = {"background", "_background_", "__background__"}

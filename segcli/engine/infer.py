@@ -62,18 +62,24 @@ def infer(
     `predict` may add CRF refinement or TTA to semantic models (segcli.engine.predict);
     `score_threshold` and `splash` are for instance models. Videos become `<stem>_overlay`
     (or `_splash`) videos of the same format, written frame by frame."""
-    console = console or Console()
     files = collect_sources(sources)
     device = select_device(device_name)
     model, recipe, cfg, names, payload = checkpoint.restore_model(checkpoint_path, device)
     annotator = _annotator(recipe, model, names, payload, device, predict, score_threshold, splash)
+    kind = "splash" if splash else "overlay"  # _annotator: --splash on instance only
+    return annotate_files(files, annotator, out_dir, console or Console(), kind)
+
+
+def annotate_files(files: list[Path], annotator, out_dir: Path, console: Console, kind: str):
+    """Run `annotator` (segcli.engine.annotate) on each image and video of `files` and move
+    its outputs into `out_dir` when all succeeded; videos become `<stem>_<kind>` videos.
+    Returns the main output of each input."""
     images = [f for f in files if not is_video(f)]
     written = []
     with io.staged_files(out_dir) as staging, shown_on(console):  # no partial output on errors
         for path in tracked(images, "infer"):
             written += annotator.image(read_image(path), staging, path.stem)
         for path in (f for f in files if is_video(f)):
-            kind = "splash" if splash else "overlay"  # _annotator: --splash on instance only
             target = staging / f"{path.stem}_{kind}{path.suffix.lower()}"
             written.append(annotate_video(path, target, annotator.frame, console))
         if images:

@@ -1,5 +1,6 @@
-"""Test-time prediction functions for semantic models: multi-scale + flip averaging (TTA) and
-dense-CRF refinement, composed into one `predict(model, images) -> logits` for eval and infer.
+"""Test-time prediction functions for semantic models: multi-scale + flip averaging (TTA), then
+dense-CRF or superpixel refinement, composed into one `predict(model, images) -> logits` for
+eval and infer.
 """
 
 from __future__ import annotations
@@ -50,13 +51,21 @@ def build_predictor(
     tta_flip: bool = True,
     crf: bool = False,
     crf_items: Iterable[str] = (),
+    superpixels: int | None = None,
 ):
     """The prediction function eval/infer use: plain logits, TTA (when `tta_scales` is given),
-    then the dense CRF (`crf`, with `key=value` parameter overrides). None when plain."""
+    then one refinement: the dense CRF (`crf`, with `key=value` parameter overrides) or the
+    majority vote in about `superpixels` SLIC superpixels. None when plain."""
     crf_items = list(crf_items)
     if crf_items and not crf:
         raise ConfigError("--crf-param needs --crf")
+    if crf and superpixels is not None:
+        raise ConfigError("--crf and --superpixels are alternative refinements: give one")
     predict = tta_predictor(tta_scales, tta_flip) if tta_scales else predict_logits
+    if superpixels is not None:
+        from segcli.engine.superpixel_refine import superpixel_predictor
+
+        predict = superpixel_predictor(superpixels, predict=predict)
     if crf:
         from segcli.engine.crf import crf_params, crf_predictor
 

@@ -17,6 +17,9 @@ import numpy as np
 OVERLAP_THRESHOLD = 0.5
 SCORE_THRESHOLD = 0.5
 STUFF_AREA = 4096
+# detectron2 fuses at the input image's own size, about 640 x 480 on COCO; stuff_area_for gives
+# other images the same share of their area.
+COCO_IMAGE_AREA = 640 * 480
 MASK_THRESHOLD = 0.5  # mask probabilities become binary masks here, as in segcli infer
 
 
@@ -57,6 +60,11 @@ def match_classes(
             stuff_map[index] = max(ids, default=0) + 1 + len(stuff_map)
             categories.append({"id": stuff_map[index], "name": name, "isthing": 0})
     return PanopticClasses(thing_map, stuff_map, tuple(categories))
+
+
+def stuff_area_for(height: int, width: int) -> int:
+    """STUFF_AREA scaled to an image of `height` x `width` pixels (at least 1)."""
+    return max(1, round(STUFF_AREA * height * width / COCO_IMAGE_AREA))
 
 
 def fuse_panoptic(
