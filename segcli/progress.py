@@ -1,5 +1,6 @@
 """The one way segcli shows progress on long work: a rich progress bar on a terminal, plain
-lines elsewhere (a pipe, a log file, CI), every 5% of the work and at least every 30 s.
+lines elsewhere (a pipe, a log file, CI): at least every 30 s and when the work is done, and
+for the training run (`lines_always`, also its train.log) every 5% of the work too.
 
 Library code marks its long loops with `tracked` or `steps`; they show on the console that the
 caller (a command, the Python API, the reporting rank of a training run) set with `shown_on`,
@@ -52,7 +53,7 @@ class ProgressBar:
         self.done = self.start_done = done
         self.started = self.printed = time.perf_counter()
         self.nested = ProgressBar.open_bars > 0
-        self.every = total + 1 if self.nested else max(1, total // 20)
+        self.every = max(1, total // 20) if lines_always else total
         self.emit = emit or (lambda line: console.print(line, highlight=False, markup=False))
         self.lines = lines_always or not console.is_terminal
         self.lines_always = lines_always
