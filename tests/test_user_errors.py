@@ -252,3 +252,10 @@ def test_tensors_stay_finite_in_a_saved_error_checkpoint(cli, in_tmp):
     kept = checkpoint.load(in_tmp / "run/last.pt")
     assert kept["progress"]["iteration"] >= 1
     assert all(torch.isfinite(v).all() for v in kept["model"].values())
+
+
+def test_a_warm_up_longer_than_the_run_is_named(cli, in_tmp):
+    flags = [*TINY_SHAPES, *TINY_FCN, "--iters", "2", "--set", "warmup_iters=5"]
+    result = cli("train", "fcn8s", *flags)
+    assert result.exit_code == 0, result.output
+    assert "warmup_iters 5 >= 2 iterations" in " ".join(result.output.split())

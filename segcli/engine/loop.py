@@ -138,6 +138,11 @@ def _fit(cfg, recipe, log, device, dist, resume) -> Path:
     steps_per_epoch = len(loader.sampler) // cfg.batch_size // cfg.accumulate
     total = cfg.iters or cfg.epochs * steps_per_epoch
     scheduler = build_scheduler(cfg, optimizer, total)
+    if cfg.warmup_iters >= total:
+        log.warn(
+            f"warmup_iters {cfg.warmup_iters} >= {total} iterations: the learning rate never "
+            f"reaches lr {cfg.lr:g}; a short fine-tune wants e.g. --set warmup_iters={total // 10}"
+        )
     precision = select_precision(device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=precision.needs_scaler)
     state, saved_iteration = Progress(), None
