@@ -151,4 +151,7 @@ def test_a_dead_rank_stops_the_others_with_a_clear_error(tmp_path):
     assert ("a peer rank stopped" in errors[0] and "Connection" in errors[0]) or (
         "stopped by SIGTERM (torchrun stops every rank when one fails)" in errors[0]
     )
-    assert "last.pt (iteration" in errors[0] and "is intact; resume with:" in errors[0]
+    # the last finished step is saved now, or was saved already when the error struck mid-step
+    saved = "last.pt written at iteration" in errors[0] and "; resume with:" in errors[0]
+    kept = "last.pt (iteration" in errors[0] and "is intact; resume with:" in errors[0]
+    assert saved or kept, errors[0]
