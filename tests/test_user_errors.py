@@ -259,3 +259,26 @@ def test_a_warm_up_longer_than_the_run_is_named(cli, in_tmp):
     result = cli("train", "fcn8s", *flags)
     assert result.exit_code == 0, result.output
     assert "warmup_iters 5 >= 2 iterations" in " ".join(result.output.split())
+
+
+def test_sigterm_to_the_process_group_is_one_line(in_tmp):
+    """A scheduler or `docker stop` signals every process: the DataLoader workers may die
+    before the main process's handler runs, and that must read the same."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "segcli", "train", "fcn8s", *TINY_SHAPES, *TINY_FCN]
+    proc = subprocess.Popen(
+        [*args, "--iters", "100000", "--set", "shapes_train=64", "--workers", "2"],
+        cwd=in_tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(in_tmp.glob("runs/fcn8s/1/metrics.jsonl")):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "stopped by SIGTERM" in err, err[-3000:]
+    assert "Traceback" not in err

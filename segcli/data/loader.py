@@ -47,7 +47,10 @@ def _own_generator(seed: int) -> torch.Generator:
 
 def _init_worker(_worker_id: int) -> None:
     torch.set_num_threads(1)  # the workers already use the cores (OpenCV: see ForkSafeLoader)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    # Ctrl-C and a SIGTERM to the whole process group (a scheduler, `docker stop`) are the main
+    # process's to handle: it stops the workers itself, and they exit when it is gone.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class ForkSafeLoader(DataLoader):

@@ -34,7 +34,7 @@ from segcli.engine.optim import build_optimizer, build_scheduler, linear_scaled_
 from segcli.engine.resume import ResumePoint, check_changes, check_classes, locate
 from segcli.engine.runs import MetricsLog
 from segcli.engine.session import RunSession, open_session, refuse_occupied_out
-from segcli.engine.stopping import StopSignals, Terminated
+from segcli.engine.stopping import StopSignals, Terminated, worker_stopped_by_sigterm
 from segcli.engine.weights import start_from_weights
 from segcli.errors import ConfigError, DataError, SegcliError
 from segcli.nn.batch import check_min_batch
@@ -305,6 +305,8 @@ class Trainer:
             except SegcliError as exc:  # a data error mid-epoch, a non-finite loss
                 raise type(exc)(f"{exc}; {self._save_after_error(state)}") from None
             except RuntimeError as exc:
+                if worker_stopped_by_sigterm(exc):  # SIGTERM to the whole process group
+                    raise SegcliError(f"stopped by SIGTERM; {self._kept()}") from None
                 if self.dist.enabled:  # gloo/NCCL: a peer died or stopped answering
                     reason = f"a peer rank stopped ({_first_line(exc)})"
                     raise SegcliError(f"{reason}; {self._save_after_error(state)}") from None

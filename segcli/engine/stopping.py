@@ -55,3 +55,11 @@ class StopSignals:
 
 def _on_sigterm(signum, frame) -> None:
     raise Terminated
+
+
+def worker_stopped_by_sigterm(exc: RuntimeError) -> bool:
+    """Whether `exc` is PyTorch's report of a DataLoader worker that SIGTERM ended: workers
+    ignore it once started (segcli.data.loader), but a signal to the whole process group can
+    reach a worker that is still starting."""
+    text = str(exc)
+    return "DataLoader worker" in text and "killed by signal: Terminated" in text
