@@ -72,8 +72,8 @@ def test_yolact_fps_with_stages_and_both_nms_side_by_side(cli, in_tmp):
         ms = r["stages_ms"]
         assert set(ms) == set(stages.STAGES)
         assert all(v >= 0 for v in ms.values()) and ms["NMS"] > 0, ms
-        # The stages partition one call (profiled, so slower and noisier than the timed calls).
-        assert 0.1 * r["latency_ms_p50"] < sum(ms.values()) < 4 * r["latency_ms_p99"] + 5, r
+        # No timing bounds: a loaded machine stretches the profiled call or the timed ones
+        # (scripts/bench_recipes.py measures speed).
 
 
 RCNN_FLAGS = set_flags(TINY_RCNN)
