@@ -557,6 +557,9 @@ def benchmark_command(
     ] = None,
 ):
     """Inference fps, latency, parameters, GFLOPs and peak memory of RECIPE (or --train)."""
+    from segcli.recipe import get_recipe
+
+    get_recipe(recipe)  # an unknown name is one line before torch is imported
     from segcli.engine.bench_report import benchmark
     from segcli.engine.benchmark import BenchSpec
 

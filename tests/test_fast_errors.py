@@ -38,6 +38,9 @@ def probe(*args: str, cwd) -> tuple[int, bool, str]:
         (["eval", "missing.pt"], "missing.pt: checkpoint not found"),
         (["infer", "notes.txt", "photo.jpg"], "notes.txt: not a checkpoint: a text file"),
         (["export", "missing.pt"], "missing.pt: checkpoint not found"),
+        (["train", "fcn8s", "--data", "no_such_dir"], "no_such_dir: dataset folder not found"),
+        (["benchmark", "yolakt"], "unknown recipe 'yolakt'"),
+        (["superpixels", "no_such.jpg"], "no_such.jpg: no such file or folder"),
     ],
 )
 def test_answers_without_importing_torch(tmp_path, args, message):

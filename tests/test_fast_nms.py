@@ -5,8 +5,8 @@ import pytest
 import torch
 from torchvision.ops import batched_nms, box_iou, nms
 
-from segcli.ops import fast_nms
 from segcli.ops import nms as nms_module
+from segcli.ops.nms import fast_nms
 
 
 def test_worked_example_a_suppressed_box_still_suppresses():

@@ -112,3 +112,33 @@ def check_mask(
 
 def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+# The videos segcli reads and writes, with the codec OpenCV's bundled FFmpeg writes for each.
+VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_CODECS
+
+
+def collect_sources(sources: list[Path]) -> list[Path]:
+    """Image and video files named directly or found (non-recursively) in named folders."""
+    files = []
+    for source in sources:
+        if source.is_dir():
+            found = sorted(list_images(source) + [p for p in source.iterdir() if is_video(p)])
+            if not found:
+                raise DataError(
+                    f"{source}: no images or videos ({', '.join(VIDEO_CODECS)}) in the folder"
+                )
+            files.extend(found)
+        elif source.is_file():
+            files.append(source)
+        else:
+            raise DataError(f"{source}: no such file or folder")
+    stems = [f.stem for f in files]
+    clash = sorted({s for s in stems if stems.count(s) > 1})
+    if clash:
+        raise DataError(f"{clash[0]}: several inputs share this file stem; outputs would collide")
+    return files

@@ -30,6 +30,14 @@ INSTANCE_FORMATS = (
 )
 
 
+def dataset_root(data: str) -> Path:
+    """The folder (or file) `--data` names; a missing one is one DataError line."""
+    root = Path(data).expanduser()
+    if not root.exists():
+        raise DataError(f"{root}: dataset folder not found")
+    return root
+
+
 def open_source(
     data: str,
     split: str,
@@ -47,9 +55,7 @@ def open_source(
     if data == BUILTIN_DATA:
         shapes = ShapesInstances if task == "instance" else ShapesDataset
         return shapes(split, size=img_size, count=shapes_count, seed=SHAPES_SEED)
-    root = Path(data).expanduser()
-    if not root.exists():
-        raise DataError(f"{root}: dataset folder not found")
+    root = dataset_root(data)
     if task == "semantic":
         if is_cityscapes(root):
             return CityscapesDataset(root, split)

@@ -14,15 +14,10 @@ import numpy as np
 from rich.console import Console
 
 from segcli import io, viz
+from segcli.data.images import VIDEO_CODECS
 from segcli.errors import DataError
 from segcli.metrics.coco import detections_to_results
 from segcli.progress import shown_on, steps
-
-VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}  # what OpenCV's bundled FFmpeg writes
-
-
-def is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_CODECS
 
 
 class SemanticAnnotator:

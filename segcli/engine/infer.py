@@ -7,44 +7,20 @@ from pathlib import Path
 from rich.console import Console
 
 from segcli import io
-from segcli.data.images import list_images, read_image
+from segcli.data.images import collect_sources, is_video, read_image
 from segcli.engine import checkpoint
 from segcli.engine.annotate import (
-    VIDEO_CODECS,
     InstanceAnnotator,
     SemanticAnnotator,
     annotate_video,
-    is_video,
 )
 from segcli.engine.device import select_device
 from segcli.engine.evaluate import check_semantic_predict
 from segcli.engine.semantic import predict_logits
-from segcli.errors import ConfigError, DataError
+from segcli.errors import ConfigError
 from segcli.progress import shown_on, tracked
 
 DEFAULT_SCORE_THRESHOLD = 0.5
-
-
-def collect_sources(sources: list[Path]) -> list[Path]:
-    """Image and video files named directly or found (non-recursively) in named folders."""
-    files = []
-    for source in sources:
-        if source.is_dir():
-            found = sorted(list_images(source) + [p for p in source.iterdir() if is_video(p)])
-            if not found:
-                raise DataError(
-                    f"{source}: no images or videos ({', '.join(VIDEO_CODECS)}) in the folder"
-                )
-            files.extend(found)
-        elif source.is_file():
-            files.append(source)
-        else:
-            raise DataError(f"{source}: no such file or folder")
-    stems = [f.stem for f in files]
-    clash = sorted({s for s in stems if stems.count(s) > 1})
-    if clash:
-        raise DataError(f"{clash[0]}: several inputs share this file stem; outputs would collide")
-    return files
 
 
 def infer(

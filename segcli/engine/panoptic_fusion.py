@@ -15,12 +15,13 @@ from rich.console import Console
 from segcli import viz
 from segcli.config import BUILTIN_DATA
 from segcli.data.coco import ShapesInstances, mask_box
+from segcli.data.images import collect_sources
 from segcli.data.panoptic import save_segment_png, segments_info, write_panoptic_json
 from segcli.data.shapes_panoptic import panoptic_target
 from segcli.data.sources import SHAPES_SEED
 from segcli.engine import checkpoint
 from segcli.engine.device import select_device
-from segcli.engine.infer import annotate_files, collect_sources
+from segcli.engine.infer import annotate_files
 from segcli.engine.instance import predict_instances
 from segcli.engine.semantic import predict_label, predict_logits
 from segcli.errors import ConfigError, DataError

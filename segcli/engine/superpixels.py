@@ -13,9 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from segcli import io
-from segcli.data.images import list_images, read_image, read_mask
-from segcli.engine.annotate import is_video
-from segcli.engine.infer import collect_sources
+from segcli.data.images import collect_sources, is_video, list_images, read_image, read_mask
 from segcli.errors import ConfigError, DataError
 from segcli.ops import superpixels as sp
 from segcli.viz import save_jpeg

@@ -9,6 +9,8 @@ from typing import Any
 
 from rich.console import Console
 
+from segcli.config import BUILTIN_DATA
+from segcli.data.sources import dataset_root
 from segcli.engine.reporting import Reporter
 from segcli.engine.resume import resolve_training
 from segcli.recipe import Recipe
@@ -19,7 +21,9 @@ def train(recipe: Recipe, flags: Mapping[str, Any], sets: Iterable[str], console
     log = Reporter(console, enabled=int(os.environ.get("RANK", 0)) == 0)
     with log.attached():
         plan = resolve_training(recipe, flags, sets, log)
-        from segcli.engine.loop import fit  # torch: once the settings are checked
+        if plan.cfg.data != BUILTIN_DATA:
+            dataset_root(plan.cfg.data)
+        from segcli.engine.loop import fit  # torch: once the settings and the data path are checked
 
         return fit(plan.cfg, recipe, console, plan.resume, log)
 

@@ -14,8 +14,8 @@ from segcli.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from segcli.errors import ConfigError
 from segcli.nn.fpn import conv_relu, resnet_fpn_p3p7
 from segcli.nn.stages import resnet_stages
-from segcli.ops import fast_nms
 from segcli.ops.boxes import SSD_BOX_CODER, crop_masks, grid_anchors
+from segcli.ops.nms import fast_nms
 from segcli.recipes.yolact import ASPECT_RATIOS, PAPER_SIZE, SCALES
 
 # Section 4 and the reference config: IoU >= 0.5 positive, < 0.4 negative, OHEM at 3:1; loss
