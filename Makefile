@@ -18,8 +18,9 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt Makefile
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,crf,tensorboard,export]'
 	touch $(STAMP)
 
+# Two test processes, one per core, each test file in one of them (its fixtures and order kept).
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" sh scripts/demo.sh
