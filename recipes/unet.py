@@ -57,10 +57,10 @@ RECIPES = [
         name="unet",
         task="semantic",
         paper=PAPER,
-        model="segcli.models.unet:build_unet",
+        model="segcli.recipes.nets.unet:build_unet",
         defaults=PAPER_DEFAULTS,
         options={"base": 64},
         quick=QUICK,
-        loss="segcli.models.unet:weighted_cross_entropy",
+        loss="segcli.recipes.nets.unet:weighted_cross_entropy",
     ),
 ]

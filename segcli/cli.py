@@ -676,7 +676,7 @@ def export_command(
     the output's largest |value| (logits; at least 1e-4), 1e-3 (scores), 1e-2 (mask
     probabilities) or 1e-2 px (boxes); else nothing is written and the exit code is 3. Inputs
     are RGB in [0,1]. YOLACT exports up to its coefficients and prototypes, with assembly and
-    NMS outside (segcli.models.yolact_export)."""
+    NMS outside (segcli.recipes.nets.yolact_export)."""
     check_torch_file(checkpoint, "checkpoint")
     from segcli.engine.export import export_checkpoint
 

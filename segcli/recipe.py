@@ -22,7 +22,7 @@ class Recipe:
     listing recipes and checking a command's settings take no time; the network loads on use.
 
     model: "module:function" of build_model(num_classes, pretrained=False, **options) ->
-        nn.Module (segcli.models.<paper>); `build_model` imports it.
+        nn.Module (segcli.recipes.nets.<paper>); `build_model` imports it.
     defaults: the paper's training settings (TrainConfig fields), each cited where it is set.
     options: build_model's keyword options (backbone, output_stride, ...) and their defaults.
     quick: overrides (fields or options) for the built-in shapes data, so a laptop CPU trains
@@ -89,7 +89,8 @@ def list_recipes() -> list[Recipe]:
     import segcli.recipes as package
 
     recipes = []
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+    modules = [m for m in pkgutil.iter_modules(package.__path__) if not m.ispkg]  # not nets/
+    for info in sorted(modules, key=lambda m: m.name):
         module = importlib.import_module(f"segcli.recipes.{info.name}")
         recipes.extend(getattr(module, "RECIPES", []))
     return recipes

@@ -12,12 +12,12 @@ from torchvision.models import ResNet18_Weights
 from segcli.config import resolve_config
 from segcli.engine.optim import build_optimizer
 from segcli.errors import ConfigError
-from segcli.models.deeplab_v1 import decimate_fc
-from segcli.models.deeplab_v3 import build_encoder
 from segcli.nn.aspp import ASPPScores
 from segcli.nn.pretrained import cached_weights_path
 from segcli.nn.resnet import DilatedResNet
 from segcli.recipe import get_recipe
+from segcli.recipes.nets.deeplab_v1 import decimate_fc
+from segcli.recipes.nets.deeplab_v3 import build_encoder
 
 from conftest import TINY_SHAPES
 

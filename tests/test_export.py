@@ -13,8 +13,8 @@ import torch
 from segcli.config import resolve_config
 from segcli.engine import checkpoint, export
 from segcli.engine.export_forms import NormalisedSegmenter
-from segcli.models.yolact_export import assemble_detections
 from segcli.recipe import get_recipe, list_recipes
+from segcli.recipes.nets.yolact_export import assemble_detections
 
 from conftest import TINY_RCNN, TINY_YOLACT, settings
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torchvision.models.detection.roi_heads import RoIHeads
 
-from segcli.models.ms_rcnn import MaskIoUHead, gt_fraction_in_boxes, maskiou_targets
 from segcli.recipe import get_recipe
+from segcli.recipes.nets.ms_rcnn import MaskIoUHead, gt_fraction_in_boxes, maskiou_targets
 
 # An object of 10 x 20 pixels in a 40 x 40 image (rows 10-19, columns 10-29).
 GT = torch.zeros(1, 40, 40, dtype=torch.uint8)

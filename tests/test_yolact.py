@@ -1,4 +1,4 @@
-"""YOLACT (segcli/models/yolact.py) on synthetic targets, and its anchor / box / mask helpers."""
+"""YOLACT (recipes/nets/yolact.py) on synthetic targets, and its anchor / box / mask helpers."""
 
 import json
 import math
@@ -13,9 +13,9 @@ from segcli.config import resolve_config
 from segcli.data.shapes import ShapesDataset
 from segcli.engine import checkpoint
 from segcli.errors import ConfigError
-from segcli.models import yolact
 from segcli.ops.boxes import SSD_BOX_CODER, crop_masks, grid_anchors
 from segcli.recipe import get_recipe
+from segcli.recipes.nets import yolact
 
 from conftest import TINY_SHAPES, TINY_YOLACT, TINY_YOLACT_FLAGS
 

@@ -34,7 +34,7 @@ from segcli.errors import ConfigError, DataError
 OPSET = 17
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript"}
 RUNTIMES = {"onnx": "onnxruntime", "torchscript": "torch.jit"}
-MIN_SIZE = 32
+SMALLEST_SIDE = 32
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,8 @@ def export_checkpoint(
     matches PyTorch within TOLERANCES (else ParityError, exit code 3)."""
     console = console or Console()
     fmt = _check_format(fmt)
-    if img_size is not None and img_size < MIN_SIZE:
-        raise ConfigError(f"--img-size {img_size}: at least {MIN_SIZE}")
+    if img_size is not None and img_size < SMALLEST_SIDE:
+        raise ConfigError(f"--img-size {img_size}: at least {SMALLEST_SIDE}")
     model, recipe, cfg, names, _ = checkpoint.restore_model(path, "cpu")
     out = Path(out) if out else Path(path).with_suffix(SUFFIXES[fmt])
     _check_out(out)  # may create its folder: after every other check

@@ -22,8 +22,8 @@ TOLERANCES = {
     "masks": 1e-2,  # mask probabilities
 }
 RELATIVE = {"logits"}
-KIND_OF = {"boxes": "boxes", "masks": "masks", "scores": "scores", "mask_scores": "scores",
-           "mask_ious": "scores"}  # fmt: skip
+KIND_OF = {"boxes": "boxes", "masks": "masks"}
+UNIT_SUFFIXES = ("scores", "ious")  # any detection output so named lies in [0, 1]
 
 
 class ExportError(SegcliError):
@@ -44,7 +44,9 @@ class Difference:
 
     @property
     def kind(self) -> str:
-        return KIND_OF.get(self.name, "logits")
+        if self.name in KIND_OF:
+            return KIND_OF[self.name]
+        return "scores" if self.name.endswith(UNIT_SUFFIXES) else "logits"
 
     @property
     def tolerance(self) -> float:

@@ -147,7 +147,7 @@ class Yolact(nn.Module):
 
     def export_module(self) -> nn.Module:
         """The network up to coefficients and prototypes, for `segcli export`."""
-        from segcli.models.yolact_export import YolactHeads
+        from segcli.recipes.nets.yolact_export import YolactHeads
 
         return YolactHeads(self)
 

@@ -13,8 +13,8 @@ from torchvision.models.detection.roi_heads import (
     project_masks_on_boxes,
 )
 
-from segcli.models.mask_rcnn import CLASS_SPECIFIC, build_mask_rcnn
 from segcli.recipes.mask_rcnn import OPTIONS
+from segcli.recipes.nets.mask_rcnn import CLASS_SPECIFIC, build_mask_rcnn
 
 MASK_THRESHOLD = 0.5  # section 3.3: the predicted mask is binarised at 0.5 for the target
 

@@ -2,10 +2,10 @@
 coefficients and prototypes, with the class scores, box offsets and anchors. The mask assembly
 (section 3.3) and Fast NMS (section 5) stay outside the exported graph: `assemble_detections`
 runs them on the exported model's outputs with the code the model's own eval mode runs
-(segcli.models.yolact.detect), so it gives what `model(images)` gives.
+(segcli.recipes.nets.yolact.detect), so it gives what `model(images)` gives.
 
     import numpy as np, onnxruntime
-    from segcli.models.yolact_export import assemble_detections
+    from segcli.recipes.nets.yolact_export import assemble_detections
 
     session = onnxruntime.InferenceSession("yolact.onnx")
     outputs = session.run(None, {"images": batch})  # float32 [B,3,H,W], RGB in [0,1]
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from segcli.models.yolact import detect
+from segcli.recipes.nets.yolact import detect
 
 OUTPUT_NAMES = ("class_logits", "box_offsets", "coefficients", "prototypes", "anchors")
 
@@ -35,7 +35,7 @@ class YolactHeads(nn.Module):
     dynamic_axes = {name: {0: "batch"} for name in OUTPUT_NAMES[:4]}
     note = (
         "YOLACT is exported up to its mask coefficients and prototypes; mask assembly and Fast "
-        "NMS run outside it: segcli.models.yolact_export.assemble_detections(outputs, sizes)"
+        "NMS run outside it: segcli.recipes.nets.yolact_export.assemble_detections(outputs, sizes)"
     )
 
     def __init__(self, model: nn.Module):

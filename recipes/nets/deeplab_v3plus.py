@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segcli.models.deeplab_v3 import build_encoder
 from segcli.nn.conv import conv3x3_bn_relu, conv_bn_relu
 from segcli.nn.resnet import OnDilatedResNet
+from segcli.recipes.nets.deeplab_v3 import build_encoder
 
 
 class Decoder(nn.Module):
