@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from rich.console import Console
 
-from segcli.engine.convert import convert_labelme, default_workers
+from segcli.data.labelme.convert import convert_labelme, default_workers
 
 SIZE = (375, 500)  # height, width: a PASCAL VOC photo
 LABELS = ("person", "car", "dog", "chair", "bottle")

@@ -24,9 +24,9 @@ from rich.console import Console
 from rich.table import Table
 
 from segcli import io
-from segcli.engine.bench_report import results_table, stages_table
-from segcli.engine.benchmark import BenchSpec, run_benchmarks
+from segcli.commands.benchmark import BenchSpec, run_benchmarks
 from segcli.recipe import list_recipes
+from segcli.report.benchmark import results_table, stages_table
 
 SIZE = 550
 

@@ -22,13 +22,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from segcli.engine import checkpoint, tasks  # noqa: E402
+from segcli import tasks
+from segcli.engine import checkpoint  # noqa: E402
 from segcli.engine.device import select_device, select_precision  # noqa: E402
 from segcli.engine.distributed import DistInfo  # noqa: E402
-from segcli.engine.predict import build_predictor  # noqa: E402
-from segcli.engine.semantic import predict_logits  # noqa: E402
-from segcli.engine.superpixel_refine import superpixel_predictor  # noqa: E402
 from segcli.errors import ConfigError  # noqa: E402
+from segcli.ops.superpixel_refine import superpixel_predictor  # noqa: E402
+from segcli.ops.tta import build_predictor  # noqa: E402
+from segcli.tasks.semantic import predict_logits  # noqa: E402
 
 
 def predictors(segment_counts: list[int], compactness: float) -> dict:

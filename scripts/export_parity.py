@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from segcli.commands.export import export_checkpoint
 from segcli.config import resolve_config
 from segcli.data.shapes import CLASS_NAMES
 from segcli.engine import checkpoint
-from segcli.engine.export import export_checkpoint
-from segcli.engine.parity import ParityError
+from segcli.export.parity import ParityError
 from segcli.recipe import get_recipe, list_recipes
 
 
@@ -42,8 +42,8 @@ def random_checkpoint(path: Path, name: str, paper: bool) -> Path:
 def largest_output(path: Path, img_size: int | None) -> float:
     """The largest |logit| (semantic) or box coordinate (instance) PyTorch gives on the test
     image: the scale the differences are measured against."""
-    from segcli.engine.export import test_images
-    from segcli.engine.export_forms import NormalisedSegmenter
+    from segcli.commands.export import test_images
+    from segcli.export.forms import NormalisedSegmenter
 
     model, recipe, cfg, _, _ = checkpoint.restore_model(path, "cpu")
     image = test_images(img_size or cfg.img_size, 1)[0]

@@ -61,7 +61,7 @@ class Predictor:
     def _one(self, image: np.ndarray, score_threshold: float):
         if self.recipe.task == "semantic":
             return self._semantic(image)
-        from segcli.engine.instance import predict_instances
+        from segcli.tasks.instance import predict_instances
 
         (found,) = predict_instances(self.model, [image], self.device)
         keep = found["scores"] >= score_threshold
@@ -78,7 +78,7 @@ class Predictor:
         import torch
 
         from segcli.data.transforms import eval_transform
-        from segcli.engine.semantic import predict_logits
+        from segcli.tasks.semantic import predict_logits
 
         batch = eval_transform()(image=image)["image"][None].to(self.device)
         probs = predict_logits(self.model, batch).softmax(1)[0]
@@ -117,7 +117,7 @@ def load(checkpoint: str | Path, device: str = "auto") -> Predictor:
 
 def train(recipe: str, data: str | None = None, **options: Any) -> Path:
     """Train `recipe` (no data: the built-in shapes) and return the run folder."""
-    from segcli.engine.train import train as train_run
+    from segcli.commands.train import train as train_run
     from segcli.recipe import get_recipe
 
     console = Console()
@@ -136,8 +136,8 @@ def evaluate(
     sets: dict[str, Any] | None = None,
 ) -> dict:
     """The scores of a checkpoint on the val split of `data` (default: its own data)."""
-    from segcli.engine.evaluate import evaluate_checkpoint
-    from segcli.engine.predict import V3_SCALES, build_predictor
+    from segcli.commands.evaluate import evaluate_checkpoint
+    from segcli.ops.tta import V3_SCALES, build_predictor
 
     predict = build_predictor(V3_SCALES if tta else None, True, crf)
     settings = [f"{key}={value!r}" for key, value in (sets or {}).items()]

@@ -160,7 +160,7 @@ def train_command(
     ] = False,
 ):
     """Train RECIPE (no --data: on the built-in shapes data)."""
-    from segcli.engine import train
+    from segcli.commands import train
     from segcli.recipe import get_recipe
 
     chosen = get_recipe(recipe)
@@ -280,7 +280,7 @@ def eval_command(
     """Evaluate a checkpoint on a val split, saved label PNGs with --pred/--gt, COCO results
     with --gt-json/--pred-json, or COCO panoptic results with --gt-panoptic/--pred-panoptic."""
     from segcli import io
-    from segcli.engine.eval_outputs import check_output_paths, write_outputs
+    from segcli.report.eval_outputs import check_output_paths, write_outputs
 
     panoptic_files = (gt_panoptic, pred_panoptic, gt_panoptic_dir, pred_panoptic_dir)
     if panoptic is not None:
@@ -312,7 +312,7 @@ def eval_command(
         path = check_torch_file(
             checkpoint or runs.latest_run(needs="best.pt") / "best.pt", "checkpoint"
         )
-        from segcli.engine import evaluate
+        from segcli.commands import evaluate
 
         predict = _predictor(tta, tta_scale, tta_flip, crf, crf_param, superpixels)
         result, names, task, examples = evaluate.evaluate_with_examples(
@@ -348,8 +348,8 @@ BULKY = ("confusion", "mask_pr50", "mask_pr75", "box_pr50", "box_pr75")
 
 def _predictor(tta: bool, scales, flip: bool, crf: bool, crf_items, superpixels=None):
     """The test-time prediction function of --tta/--crf/--superpixels (None: plain logits)."""
-    from segcli.engine.predict import V3_SCALES, build_predictor
     from segcli.errors import ConfigError
+    from segcli.ops.tta import V3_SCALES, build_predictor
 
     if scales and not tta:
         raise ConfigError("--tta-scale needs --tta")
@@ -359,8 +359,9 @@ def _predictor(tta: bool, scales, flip: bool, crf: bool, crf_items, superpixels=
 
 def _score_label_folders(pred, gt, num_classes, ignore_index, model_options, worst, metric):
     """--pred/--gt: label PNGs scored against label PNGs, and the `worst` worst pairs."""
-    from segcli.engine import evaluate, semantic
+    from segcli.commands import evaluate
     from segcli.errors import ConfigError
+    from segcli.tasks import semantic
 
     if not (pred and gt and num_classes):
         raise ConfigError("--pred, --gt and --num-classes go together")
@@ -377,10 +378,10 @@ def _score_label_folders(pred, gt, num_classes, ignore_index, model_options, wor
 def _score_result_files(gt_json, pred_json, metric, model_options, worst: int):
     """--gt-json/--pred-json: COCO results scored by faster-coco-eval, no model, no torch;
     with the `worst` worst images drawn on a grey background (the images are not at hand)."""
-    from segcli.engine import instance_view
-    from segcli.engine.worst import worst_instances
     from segcli.errors import ConfigError
     from segcli.metrics.coco import evaluate_results, read_result_files
+    from segcli.report import instance as instance_view
+    from segcli.report.worst import worst_instances
 
     if not (gt_json and pred_json):
         raise ConfigError("--gt-json and --pred-json go together")
@@ -440,7 +441,7 @@ def infer_command(
     for path in (checkpoint, panoptic):
         if path is not None:
             check_torch_file(path, "checkpoint")
-    from segcli.engine.infer import infer
+    from segcli.commands.infer import infer
     from segcli.errors import ConfigError
 
     predict = _predictor(False, None, False, crf, crf_param, superpixels)
@@ -449,7 +450,7 @@ def infer_command(
     elif splash:
         raise ConfigError("--splash applies to an instance checkpoint alone, not --panoptic")
     else:
-        from segcli.engine.panoptic_fusion import infer_panoptic
+        from segcli.commands.panoptic import infer_panoptic
 
         paths = (panoptic, checkpoint)  # the order of `infer --panoptic A.pt B.pt`
         written = infer_panoptic(paths, sources, out, device, console, predict, score_threshold)
@@ -472,7 +473,7 @@ def check_command(
 ):
     """The label doctor: find label problems before any GPU time (exit 1 if errors). Reads
     every format --data does; instance data is checked through its class map."""
-    from segcli.engine.check import run_check
+    from segcli.commands.check import run_check
 
     report = run_check(data, num_classes, ignore_index, console, set_ or [])
     if report.errors:
@@ -510,7 +511,7 @@ def convert_labelme_command(
     The output is built in a hidden folder beside it and renamed into place when complete;
     a failure, Ctrl-C or SIGTERM leaves no partial output (exit 2, 130 or 143).
     """
-    from segcli.engine.convert import convert_labelme
+    from segcli.data.labelme.convert import convert_labelme
 
     convert_labelme(
         folder,
@@ -560,8 +561,8 @@ def benchmark_command(
     from segcli.recipe import get_recipe
 
     get_recipe(recipe)  # an unknown name is one line before torch is imported
-    from segcli.engine.bench_report import benchmark
-    from segcli.engine.benchmark import BenchSpec
+    from segcli.commands.benchmark import BenchSpec
+    from segcli.report.benchmark import benchmark
 
     spec = BenchSpec(
         recipe,
@@ -580,7 +581,7 @@ def benchmark_command(
 
 def _eval_panoptic(gt_json, pred_json, gt_dir, pred_dir, metric, json_out, other_inputs):
     """eval --metric pq: COCO panoptic results scored against COCO panoptic ground truth."""
-    from segcli.engine.panoptic_eval import evaluate_panoptic_files
+    from segcli.commands.panoptic_eval import evaluate_panoptic_files
     from segcli.errors import ConfigError
 
     if metric not in (None, Metric.pq):
@@ -596,7 +597,7 @@ def _eval_panoptic(gt_json, pred_json, gt_dir, pred_dir, metric, json_out, other
 
 def _eval_fused(paths, metric, device, predict, json_out, other_inputs):
     """eval --panoptic: two checkpoints fused and scored on the shapes val split."""
-    from segcli.engine.panoptic_fusion import evaluate_shapes_panoptic
+    from segcli.commands.panoptic import evaluate_shapes_panoptic
     from segcli.errors import ConfigError
 
     if metric not in (None, Metric.pq):
@@ -614,7 +615,7 @@ def _eval_fused(paths, metric, device, predict, json_out, other_inputs):
 def _show_panoptic(result: dict, json_out) -> None:
     """The panoptic quality tables and PQ, SQ and RQ; the result as JSON to `json_out`."""
     from segcli import io
-    from segcli.engine.panoptic_eval import results_table
+    from segcli.commands.panoptic_eval import results_table
 
     console.print(results_table(result))
     for key in ("pq", "sq", "rq"):
@@ -645,7 +646,7 @@ def superpixels_command(
     """SLIC superpixels (Achanta et al. 2012): <stem>.png (16-bit superpixel ids) and
     <stem>_overlay.jpg; with --gt, boundary recall and undersegmentation error per image."""
     from segcli import io
-    from segcli.engine.superpixels import SlicSpec, mean_row, run_superpixels
+    from segcli.commands.superpixels import SlicSpec, mean_row, run_superpixels
 
     spec = SlicSpec(n_segments, compactness, tolerance, ignore_index)
     rows = run_superpixels(sources, spec, out, gt, console)
@@ -678,7 +679,7 @@ def export_command(
     are RGB in [0,1]. YOLACT exports up to its coefficients and prototypes, with assembly and
     NMS outside (segcli.recipes.nets.yolact_export)."""
     check_torch_file(checkpoint, "checkpoint")
-    from segcli.engine.export import export_checkpoint
+    from segcli.commands.export import export_checkpoint
 
     export_checkpoint(checkpoint, format_, out, img_size, dynamic, console)
 

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from segcli.engine import stages
-from segcli.engine.benchmark import size_sets
+from segcli.commands import benchmark_stages as stages
+from segcli.commands.benchmark import size_sets
 from segcli.recipe import get_recipe
 
 from conftest import TINY_RCNN, TINY_YOLACT_FLAGS, set_flags
@@ -172,7 +172,7 @@ def test_stage_attribution_moves_nms_out_of_its_stage():
 
 
 PEAK_IN_CHILD = (
-    "from segcli.engine.benchmark import process_peak_rss_mb; print(process_peak_rss_mb())"
+    "from segcli.commands.benchmark import process_peak_rss_mb; print(process_peak_rss_mb())"
 )
 
 

@@ -15,10 +15,10 @@ from segcli.cli import app
 from segcli.data.shapes import ShapesDataset
 from segcli.data.transforms import denormalize, eval_transform
 from segcli.engine.checkpoint import restore_model
-from segcli.engine.crf import crf_params, crf_predictor
-from segcli.engine.predict import build_predictor, tta_predictor
-from segcli.engine.semantic import predict_logits
 from segcli.errors import ConfigError
+from segcli.ops.crf import crf_params, crf_predictor
+from segcli.ops.tta import build_predictor, tta_predictor
+from segcli.tasks.semantic import predict_logits
 
 from conftest import TINY_SHAPES
 

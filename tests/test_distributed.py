@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from segcli.engine import distributed, loop
+from segcli.engine import distributed
+from segcli.engine import trainer as loop
 
 from conftest import TINY_FCN, TINY_SHAPES, run_segcli
 

@@ -10,9 +10,10 @@ import onnxruntime
 import pytest
 import torch
 
+from segcli.commands import export
 from segcli.config import resolve_config
-from segcli.engine import checkpoint, export
-from segcli.engine.export_forms import NormalisedSegmenter
+from segcli.engine import checkpoint
+from segcli.export.forms import NormalisedSegmenter
 from segcli.recipe import get_recipe, list_recipes
 from segcli.recipes.nets.yolact_export import assemble_detections
 

@@ -12,8 +12,8 @@ from pycocotools import mask as mask_utils
 from segcli import viz
 from segcli.config import resolve_config
 from segcli.engine import checkpoint
-from segcli.engine.instance import predict_instances
 from segcli.recipe import get_recipe
+from segcli.tasks.instance import predict_instances
 
 from conftest import TINY_RCNN, settings
 
@@ -101,7 +101,7 @@ def test_video_is_annotated_frame_by_frame(cli, in_tmp, recipe, suffix, flags, o
 
 def same_annotator(ckpt, score_threshold: float | None, splash: bool):
     """An annotator of the checkpoint as `segcli infer` builds it (for the expected frames)."""
-    from segcli.engine.infer import _annotator
+    from segcli.commands.infer import _annotator
 
     device = torch.device("cpu")
     model, recipe, _, names, payload = checkpoint.restore_model(ckpt, device)

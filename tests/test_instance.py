@@ -19,8 +19,8 @@ from segcli.data.instance import (
 )
 from segcli.data.sources import open_source
 from segcli.engine import checkpoint
-from segcli.engine.instance import predict_instances
 from segcli.metrics.coco import STATS, detections_to_results
+from segcli.tasks.instance import predict_instances
 
 from conftest import TINY_RCNN, run_segcli, set_flags
 

@@ -112,8 +112,8 @@ def test_existing_output_needs_overwrite_and_survives_a_failure(cli, in_tmp):
 
 
 def test_failure_while_writing_leaves_no_output(cli, in_tmp, monkeypatch):
+    from segcli.data.labelme import convert as engine
     from segcli.data.labelme import worker
-    from segcli.engine import convert as engine
     from segcli.errors import DataError
 
     for i in range(3):
@@ -245,7 +245,7 @@ def test_absurdly_far_shapes_are_found_before_drawing(tmp_path):
 SIGTERM_MID_WRITE = """
 import os, signal, time
 from segcli.data.labelme import worker
-from segcli.engine import convert
+from segcli.data.labelme import convert
 
 def convert_then_sigterm(job):
     result = worker.convert_file(job)

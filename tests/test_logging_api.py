@@ -16,7 +16,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import segcli
-from segcli.engine.reporting import LOGGER, ConsoleHandler
+from segcli.engine.train_log import LOGGER, ConsoleHandler
 
 from conftest import TINY_FCN, TINY_RCNN, TINY_SHAPES
 

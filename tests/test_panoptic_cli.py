@@ -14,13 +14,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from segcli.cli import app
+from segcli.commands.panoptic import load_panoptic_models
 from segcli.data.coco import ShapesInstances
 from segcli.data.panoptic import read_panoptic_json, read_segment_png
 from segcli.data.shapes_panoptic import write_shapes_panoptic
 from segcli.engine import checkpoint
-from segcli.engine.panoptic_fusion import load_panoptic_models
-from segcli.engine.semantic import predict_labels
 from segcli.metrics import SegMetrics
+from segcli.tasks.semantic import predict_labels
 
 from conftest import TINY_FCN, TINY_RCNN, TINY_SHAPES, set_flags
 

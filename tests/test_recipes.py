@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from segcli.engine import tasks
+from segcli import tasks
 from segcli.recipe import list_recipes
 
 from conftest import TINY_YOLACT

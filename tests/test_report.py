@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from segcli.data.coco import coco_from_dict, encode_masks
-from segcli.engine.worst import Lowest, image_f1, image_miou
+from segcli.report.worst import Lowest, image_f1, image_miou
 from segcli.viz import label_image
 
 from conftest import REPO, TINY_FCN, TINY_SHAPES
@@ -216,5 +216,5 @@ def test_report_renders_in_headless_chromium(cli, in_tmp):
 
 def test_report_module_has_no_external_resources():
     """The template itself names no stylesheet, script or font from elsewhere."""
-    source = (REPO / "segcli" / "report.py").read_text()
+    source = (REPO / "segcli" / "report" / "html.py").read_text()
     assert "http" not in source and "<link" not in source and "<script" not in source

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from segcli.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from segcli.engine.superpixel_refine import superpixel_predictor
+from segcli.ops.superpixel_refine import superpixel_predictor
 from segcli.ops.superpixels import (
     boundary_recall,
     majority_vote,

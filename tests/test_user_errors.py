@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from segcli.engine import checkpoint
-from segcli.engine.reporting import Reporter
+from segcli.engine.train_log import Reporter
 from segcli.progress import LINE_EVERY_S
 
 from conftest import TINY_FCN, TINY_SHAPES, run_segcli, write_pair

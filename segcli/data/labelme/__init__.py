@@ -3,6 +3,6 @@
 parse (JSON and shapes, checked) -> image (embedded or beside the JSON, EXIF applied) ->
 classes (ids, the numeric-suffix convention) -> rasterise (shape_to_mask, mask patches) ->
 paint (class and object maps, instances) -> coco, writers (the files). worker runs one labelme
-file per call in a process pool and plan gathers the check pass; segcli.engine.convert drives
+file per call in a process pool and plan gathers the check pass; segcli.data.labelme.convert drives
 both passes.
 """

@@ -1,4 +1,4 @@
-"""The k worst images of an evaluation, drawn for the HTML report (segcli/report.py).
+"""The k worst images of an evaluation, drawn for the HTML report (segcli/report/html.py).
 
 Semantic images rank by their own mIoU: the mean IoU over the classes in the image's ground
 truth or prediction. Instance images rank by their mask F1 at IoU 0.5, 2 TP / (2 TP + FP + FN),
@@ -23,7 +23,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from segcli import viz
-from segcli.report import Example
+from segcli.report.html import Example
 
 SCORE_THRESHOLD = 0.5
 MATCH_IOU = 0.5
@@ -105,7 +105,7 @@ def worst_semantic(model, source, num_classes: int, device, predict, k: int, cfg
     (`predict`: the eval's prediction function, e.g. --tta; None: plain), as report Examples.
     `cfg` gives ignore_index and binary (0/255 masks)."""
     from segcli.data.labels import binary_ids
-    from segcli.engine.semantic import predict_label, predict_logits
+    from segcli.tasks.semantic import predict_label, predict_logits
 
     if k <= 0:
         return []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = {"semantic": "segcli.engine.semantic", "instance": "segcli.engine.instance"}
+MODULES = {"semantic": "segcli.tasks.semantic", "instance": "segcli.tasks.instance"}
 
 
 def get(task: str):

@@ -26,9 +26,11 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from segcli import tasks
+from segcli.commands import benchmark_stages as stages
 from segcli.config import BUILTIN_DATA, parse_model_sets, resolve_config
 from segcli.data.shapes import CLASS_NAMES, ShapesDataset
-from segcli.engine import checkpoint, stages, tasks
+from segcli.engine import checkpoint
 from segcli.engine.device import select_device, select_precision
 from segcli.errors import ConfigError
 from segcli.nn.batch import check_min_batch
@@ -256,10 +258,10 @@ def predictor(task: str, model, device) -> Callable[[list[np.ndarray]], object]:
     """images -> results on the host, as `segcli infer` computes them, batched (instance masks
     binarised at 0.5, for every detection: infer's score threshold is not applied)."""
     if task == "semantic":
-        from segcli.engine.semantic import predict_labels
+        from segcli.tasks.semantic import predict_labels
 
         return lambda images: predict_labels(model, images, device)
-    from segcli.engine.instance import predict_instances
+    from segcli.tasks.instance import predict_instances
 
     return lambda images: predict_instances(model, images, device)
 
@@ -270,8 +272,8 @@ def train_step(recipe: Recipe, model, cfg, device) -> Callable[[], None]:
     GradScaler), one micro-batch per step."""
     from segcli.data.loader import train_loader
     from segcli.engine.freeze import train_mode
-    from segcli.engine.loop import optimizer_step, place_model
     from segcli.engine.optim import build_optimizer
+    from segcli.engine.trainer import optimizer_step, place_model
 
     task = tasks.get(recipe.task)
     data = task.build_data(cfg, splits=("train",))

@@ -1,6 +1,6 @@
 """Superpixel refinement of semantic predictions: each SLIC superpixel takes the class most of
 its pixels were predicted as (segcli.ops.superpixels), a cheap alternative to the dense CRF.
-Composes with the other prediction functions of segcli.engine.predict."""
+Composes with the other prediction functions of segcli.ops.tta."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from segcli.data.transforms import denormalize
-from segcli.engine.semantic import predict_logits
 from segcli.errors import ConfigError
 from segcli.ops.superpixels import COMPACTNESS, slic, vote_counts
+from segcli.tasks.semantic import predict_logits
 
 
 def superpixel_predictor(n_segments: int, compactness: float = COMPACTNESS, predict=predict_logits):

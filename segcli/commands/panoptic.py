@@ -13,6 +13,7 @@ import numpy as np
 from rich.console import Console
 
 from segcli import viz
+from segcli.commands.infer import annotate_files
 from segcli.config import BUILTIN_DATA
 from segcli.data.coco import ShapesInstances, mask_box
 from segcli.data.images import collect_sources
@@ -21,9 +22,6 @@ from segcli.data.shapes_panoptic import panoptic_target
 from segcli.data.sources import SHAPES_SEED
 from segcli.engine import checkpoint
 from segcli.engine.device import select_device
-from segcli.engine.infer import annotate_files
-from segcli.engine.instance import predict_instances
-from segcli.engine.semantic import predict_label, predict_logits
 from segcli.errors import ConfigError, DataError
 from segcli.metrics.panoptic import PanopticQuality
 from segcli.ops.panoptic import (
@@ -34,6 +32,8 @@ from segcli.ops.panoptic import (
     stuff_area_for,
 )
 from segcli.progress import tracked
+from segcli.tasks.instance import predict_instances
+from segcli.tasks.semantic import predict_label, predict_logits
 
 PANOPTIC_NAME = "panoptic"  # infer writes panoptic.json beside the PNG folder panoptic/
 

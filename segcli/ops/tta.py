@@ -10,8 +10,8 @@ from collections.abc import Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from segcli.engine.semantic import predict_logits
 from segcli.errors import ConfigError
+from segcli.tasks.semantic import predict_logits
 
 # DeepLab v3 section 4.3 (Inference strategy on val set) and v3+ section 4.3: inputs rescaled
 # by 0.5 .. 1.75 and left-right flipped, the outputs averaged.
@@ -63,11 +63,11 @@ def build_predictor(
         raise ConfigError("--crf and --superpixels are alternative refinements: give one")
     predict = tta_predictor(tta_scales, tta_flip) if tta_scales else predict_logits
     if superpixels is not None:
-        from segcli.engine.superpixel_refine import superpixel_predictor
+        from segcli.ops.superpixel_refine import superpixel_predictor
 
         predict = superpixel_predictor(superpixels, predict=predict)
     if crf:
-        from segcli.engine.crf import crf_params, crf_predictor
+        from segcli.ops.crf import crf_params, crf_predictor
 
         predict = crf_predictor(crf_params(crf_items), predict)
     return None if predict is predict_logits else predict

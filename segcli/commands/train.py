@@ -11,8 +11,8 @@ from rich.console import Console
 
 from segcli.config import BUILTIN_DATA
 from segcli.data.sources import dataset_root
-from segcli.engine.reporting import Reporter
 from segcli.engine.resume import resolve_training
+from segcli.engine.train_log import Reporter
 from segcli.recipe import Recipe
 
 
@@ -23,7 +23,9 @@ def train(recipe: Recipe, flags: Mapping[str, Any], sets: Iterable[str], console
         plan = resolve_training(recipe, flags, sets, log)
         if plan.cfg.data != BUILTIN_DATA:
             dataset_root(plan.cfg.data)
-        from segcli.engine.loop import fit  # torch: once the settings and the data path are checked
+        from segcli.engine.trainer import (
+            fit,  # torch: once the settings and the data path are checked
+        )
 
         return fit(plan.cfg, recipe, console, plan.resume, log)
 
@@ -33,7 +35,7 @@ def show_config(
 ) -> None:
     """`--show-config`: every setting with its value and origin; nothing is trained."""
     from segcli.config import config_origins
-    from segcli.engine.reporting import config_table
+    from segcli.engine.train_log import config_table
 
     with Reporter(console).attached() as log:
         plan = resolve_training(recipe, flags, sets, log)

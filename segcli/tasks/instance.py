@@ -19,12 +19,12 @@ from segcli.data.instance import (
     instance_train_samples,
 )
 from segcli.data.sources import open_source
-from segcli.engine import instance_view
 from segcli.engine.distributed import all_gather_objects
-from segcli.engine.semantic import TaskData
 from segcli.errors import DataError
 from segcli.metrics.coco import KINDS, MASK_THRESHOLD, detections_to_results, evaluate_results
 from segcli.progress import tracked
+from segcli.report import instance as instance_view
+from segcli.tasks.semantic import TaskData
 
 METRICS = ("mask-ap", "box-ap", "all")  # what `segcli eval --metric` takes
 PLOTS = ("curves.png", "pr_curve.png", "per_class_ap.png")  # what write_plots writes

@@ -7,18 +7,18 @@ from pathlib import Path
 from rich.console import Console
 
 from segcli import io
+from segcli.commands.evaluate import check_semantic_predict
 from segcli.data.images import collect_sources, is_video, read_image
 from segcli.engine import checkpoint
-from segcli.engine.annotate import (
+from segcli.engine.device import select_device
+from segcli.errors import ConfigError
+from segcli.progress import shown_on, tracked
+from segcli.report.annotate import (
     InstanceAnnotator,
     SemanticAnnotator,
     annotate_video,
 )
-from segcli.engine.device import select_device
-from segcli.engine.evaluate import check_semantic_predict
-from segcli.engine.semantic import predict_logits
-from segcli.errors import ConfigError
-from segcli.progress import shown_on, tracked
+from segcli.tasks.semantic import predict_logits
 
 DEFAULT_SCORE_THRESHOLD = 0.5
 
@@ -33,9 +33,9 @@ def infer(
     score_threshold: float | None = None,
     splash: bool = False,
 ) -> list[Path]:
-    """Annotate every image and video (segcli.engine.annotate says what is written per task)
+    """Annotate every image and video (segcli.report.annotate says what is written per task)
     and return the main output of each input;
-    `predict` may add CRF refinement or TTA to semantic models (segcli.engine.predict);
+    `predict` may add CRF refinement or TTA to semantic models (segcli.ops.tta);
     `score_threshold` and `splash` are for instance models. Videos become `<stem>_overlay`
     (or `_splash`) videos of the same format, written frame by frame."""
     files = collect_sources(sources)
@@ -47,7 +47,7 @@ def infer(
 
 
 def annotate_files(files: list[Path], annotator, out_dir: Path, console: Console, kind: str):
-    """Run `annotator` (segcli.engine.annotate) on each image and video of `files` and move
+    """Run `annotator` (segcli.report.annotate) on each image and video of `files` and move
     its outputs into `out_dir` when all succeeded; videos become `<stem>_<kind>` videos.
     Returns the main output of each input."""
     images = [f for f in files if not is_video(f)]

@@ -52,8 +52,8 @@ def write_outputs(
             io.write_bytes(plots_dir / name, png)
     if report is not None:
         from segcli import viz
-        from segcli.engine.worst import INSTANCE_RANKING, SEMANTIC_RANKING
-        from segcli.report import Report, write_report
+        from segcli.report.html import Report, write_report
+        from segcli.report.worst import INSTANCE_RANKING, SEMANTIC_RANKING
 
         stamp = time.strftime("%Y-%m-%d %H:%M")
         page = Report(

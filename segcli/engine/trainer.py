@@ -23,10 +23,11 @@ import torch
 from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
-from segcli import io
+from segcli import io, tasks
 from segcli.config import TrainConfig
 from segcli.data.loader import train_loader
-from segcli.engine import checkpoint, distributed, reporting, tasks
+from segcli.engine import checkpoint, distributed
+from segcli.engine import train_log as reporting
 from segcli.engine.device import Precision, select_device, select_precision
 from segcli.engine.events import Events
 from segcli.engine.freeze import freeze_backbone, train_mode
@@ -41,7 +42,7 @@ from segcli.nn.batch import check_min_batch
 from segcli.recipe import Recipe
 
 if TYPE_CHECKING:  # the task modules load with the recipe's task, after distributed set-up
-    from segcli.engine.semantic import TaskData
+    from segcli.tasks.semantic import TaskData
 
 
 class Interrupted(SegcliError):
@@ -256,7 +257,7 @@ class Trainer:
 
     cfg: TrainConfig
     recipe: Recipe
-    task: ModuleType  # segcli.engine.semantic or .instance (tasks.get)
+    task: ModuleType  # segcli.tasks.semantic or .instance (tasks.get)
     data: TaskData
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer

@@ -27,7 +27,7 @@ class SemanticAnnotator:
         self.model, self.names, self.device, self.predict = model, class_names, device, predict
 
     def label(self, rgb: np.ndarray) -> np.ndarray:
-        from segcli.engine.semantic import predict_label
+        from segcli.tasks.semantic import predict_label
 
         return predict_label(self.model, rgb, self.device, self.predict)
 
@@ -59,7 +59,7 @@ class InstanceAnnotator:
         self.images = 0
 
     def detect(self, rgb: np.ndarray) -> dict:
-        from segcli.engine.instance import predict_instances
+        from segcli.tasks.instance import predict_instances
 
         (found,) = predict_instances(self.model, [rgb], self.device)
         keep = found["scores"] >= self.threshold

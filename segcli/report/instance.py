@@ -12,7 +12,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from segcli.metrics.coco import KINDS, STATS
-from segcli.report import Table
+from segcli.report.html import Table
 
 SCORE = "mask_ap"
 LABELS = dict(

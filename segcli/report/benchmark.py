@@ -9,14 +9,14 @@ from rich.console import Console
 from rich.table import Table
 
 from segcli import io
-from segcli.engine.benchmark import (
+from segcli.commands.benchmark import (
     NMS_CHOICES,
     SHARED_PROCESS,
     STANDARD_NMS_NOTE,
     BenchSpec,
     run_benchmarks,
 )
-from segcli.engine.stages import STAGES
+from segcli.commands.benchmark_stages import STAGES
 from segcli.errors import ConfigError
 
 ROWS = (  # (label, key, format)

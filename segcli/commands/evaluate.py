@@ -9,15 +9,15 @@ from pathlib import Path
 
 import torch
 
-from segcli import io
+from segcli import io, tasks
 from segcli.data.folders import pair_by_stem
 from segcli.data.images import read_mask
-from segcli.engine import checkpoint, tasks
+from segcli.engine import checkpoint
 from segcli.engine.device import select_device, select_precision
 from segcli.engine.distributed import DistInfo
-from segcli.engine.worst import worst_instances, worst_label_pairs, worst_semantic
 from segcli.errors import ConfigError, DataError
 from segcli.metrics import SegMetrics
+from segcli.report.worst import worst_instances, worst_label_pairs, worst_semantic
 
 
 def evaluate_checkpoint(
@@ -32,7 +32,7 @@ def evaluate_checkpoint(
 ) -> tuple[dict, tuple[str, ...], object]:
     """Scores of a checkpoint on the val split of `data` (default: the data it was trained on).
 
-    `predict`: a semantic prediction function (TTA, CRF: segcli.engine.predict); `sets`: model
+    `predict`: a semantic prediction function (TTA, CRF: segcli.ops.tta); `sets`: model
     options to change (`output_stride=8`); `save_json`: where to write the COCO results of an
     instance model; `metric`: the score asked for, checked against the task before anything
     runs. Returns (result, class names, task module).
@@ -55,7 +55,7 @@ def evaluate_with_examples(
     metric: str | None = None,
 ) -> tuple[dict, tuple[str, ...], object, list]:
     """evaluate_checkpoint's (result, class names, task module) and the `worst` worst images
-    drawn for the report (segcli.engine.worst; [] when `worst` is 0)."""
+    drawn for the report (segcli.report.worst; [] when `worst` is 0)."""
     device = select_device(device_name)
     model, recipe, cfg, names, _ = checkpoint.restore_model(path, device, sets)
     check_metric(metric, tasks.get(recipe.task), f"{path}, a {recipe.name} checkpoint,")

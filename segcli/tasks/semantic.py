@@ -18,7 +18,7 @@ from segcli.data.sources import class_names_for, open_source
 from segcli.data.transforms import eval_transform, semantic_train_transform
 from segcli.metrics import SegMetrics
 from segcli.progress import tracked
-from segcli.report import Table
+from segcli.report.html import Table
 
 SCORE = "miou"
 METRICS = ("miou", "pa", "mpa", "fwiou", "all")  # what `segcli eval --metric` takes
@@ -150,7 +150,7 @@ def validate(
     model, data: TaskData, cfg: TrainConfig, device, precision, dist, predict=predict_logits
 ) -> dict:
     """Scores of `model` on the validation split, gathered over all ranks; `predict` may add
-    test-time augmentation or CRF refinement (segcli.engine.predict)."""
+    test-time augmentation or CRF refinement (segcli.ops.tta)."""
     from segcli.data.loader import eval_loader
     from segcli.engine.checkpoint import unwrap
 

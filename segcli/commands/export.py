@@ -1,5 +1,5 @@
 """`segcli export`: a checkpoint to ONNX or TorchScript, then the exported file run on a test
-image and compared with PyTorch (segcli/engine/parity.py) before it replaces --out."""
+image and compared with PyTorch (segcli/export/parity.py) before it replaces --out."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from rich.console import Console
 from segcli import io
 from segcli.data.shapes import ShapesDataset
 from segcli.engine import checkpoint
-from segcli.engine.export_forms import ExportForm, export_form
-from segcli.engine.parity import (
+from segcli.errors import ConfigError, DataError
+from segcli.export.forms import ExportForm, export_form
+from segcli.export.parity import (
     Check,
     ExportError,
     ParityError,
@@ -27,7 +28,6 @@ from segcli.engine.parity import (
     parity_table,
     tensor_differences,
 )
-from segcli.errors import ConfigError, DataError
 
 # torchvision's detection models export only through the TorchScript-based exporter
 # (torch.export cannot trace them), so every model takes that one path.

@@ -1,0 +1,1 @@
+"""Exported forms of a model (ONNX, TorchScript) and their parity with PyTorch."""
