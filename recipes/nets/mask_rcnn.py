@@ -7,15 +7,14 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.ops import FeaturePyramidNetwork
-from torchvision.ops import misc as misc_ops
+from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from segcli.errors import ConfigError
-from segcli.nn.resnet import build_resnet
+from segcli.nn.resnet import check_resnet_name, imagenet_state
 from segcli.nn.stages import resnet_stages
 
 ASPECT_RATIOS = (0.5, 1.0, 2.0)  # section 3.1: 3 aspect ratios, following FPN
@@ -28,10 +27,15 @@ def resnet_fpn(
     `frozen_bn` (the default whenever a run starts from ImageNet or detection weights) batch
     norm is frozen and the stem and layer1 stay fixed, as in the paper's Detectron; otherwise
     every layer trains with batch norm."""
-    norm = misc_ops.FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
-    # As torchvision's resnet_fpn_backbone (and its own maskrcnn_resnet50_fpn) builds it.
-    net = build_resnet(name, pretrained, norm_layer=norm)
-    backbone = _resnet_fpn_extractor(net, trainable_layers=3 if frozen_bn else 5)
+    check_resnet_name(name)
+    norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
+    trainable = 3 if frozen_bn else 5  # Detectron's FREEZE_AT 2: the stem and layer1 fixed
+    backbone = resnet_fpn_backbone(
+        backbone_name=name, weights=None, norm_layer=norm, trainable_layers=trainable
+    )
+    if pretrained:  # from the local torch cache (segcli.nn.pretrained), not a download
+        imagenet = imagenet_state(name)
+        backbone.body.load_state_dict({k: v for k, v in imagenet.items() if k[:3] != "fc."})
     if channels != backbone.out_channels:  # a narrower pyramid for the quick CPU profile
         widths = [block[0].in_channels for block in backbone.fpn.inner_blocks]
         backbone.fpn = FeaturePyramidNetwork(widths, channels, extra_blocks=LastLevelMaxPool())

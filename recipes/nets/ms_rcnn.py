@@ -6,6 +6,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# Undocumented torchvision internals, kept: MaskRCNN has no hook for a head that reads the mask
+# branch's output, so the MaskIoU head subclasses RoIHeads (its sampling and post-processing
+# methods); the losses stay torchvision's own, and the MaskIoU targets use the projection
+# maskrcnn_loss uses. setup.cfg bounds torchvision for them.
 from torchvision.models.detection.roi_heads import (
     RoIHeads,
     fastrcnn_loss,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from torch import nn
-from torchvision.ops.misc import Conv2dNormActivation
+from torchvision.ops import Conv2dNormActivation
 
 
 def conv_bn_relu(cin: int, cout: int, kernel: int = 1, dilation: int = 1) -> nn.Module:

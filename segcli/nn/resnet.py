@@ -12,7 +12,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torchvision import models
-from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops import FrozenBatchNorm2d
 
 from segcli.errors import ConfigError
@@ -68,7 +67,7 @@ class DilatedResNet(nn.Module):
         if output_stride not in (8, 16):
             raise ConfigError(f"setting 'output_stride': expected 8 or 16, got {output_stride!r}")
         norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
-        net = _resnet(name, pretrained, width, norm_layer=norm)
+        net = _resnet(name, pretrained, width, norm)
         multi_grid = multi_grid or [1] * len(net.layer4)
         if len(multi_grid) != len(net.layer4):
             raise ConfigError(
@@ -82,54 +81,94 @@ class DilatedResNet(nn.Module):
             dilate_layer(net.layer3, [2] * len(net.layer3))
         block4_rate = 32 // output_stride  # 2 at output stride 16, 4 at 8
         dilate_layer(net.layer4, [block4_rate * g for g in multi_grid])
-        self.body = IntermediateLayerGetter(net, {"layer1": "low", "layer4": "out"})
+        self.body = ResNetFeatures(net)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dict(self.body(images))
+        return self.body(images)
+
+
+class ResNetFeatures(nn.Module):
+    """images [B,3,H,W] -> {"low": layer1's output, "out": layer4's}: a torchvision ResNet
+    without its pooling and classifier, its modules under their own names (so the state-dict
+    keys are torchvision's), run as ResNet.forward runs them."""
+
+    def __init__(self, net: models.ResNet):
+        super().__init__()
+        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
+            self.add_module(name, getattr(net, name))
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        low = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(images)))))
+        return {"low": low, "out": self.layer4(self.layer3(self.layer2(low)))}
 
 
 def build_resnet(name: str, pretrained: bool = False, **kwargs) -> models.ResNet:
     """torchvision's ResNet `name` (one of RESNETS, else a ConfigError about the `backbone`
     setting), built with `kwargs` (e.g. norm_layer) and randomly initialised, or with its
     ImageNet weights from the local torch cache when `pretrained`."""
+    check_resnet_name(name)
+    net = RESNETS[name][0](weights=None, **kwargs)
+    if pretrained:
+        net.load_state_dict(imagenet_state(name))
+    return net
+
+
+def check_resnet_name(name: str) -> None:
     if name not in RESNETS:
         known = ", ".join(RESNETS)
         raise ConfigError(f"setting 'backbone': expected one of {known}, got {name!r}")
-    builder, weights = RESNETS[name]
-    net = builder(weights=None, **kwargs)
-    if pretrained:
-        net.load_state_dict(load_pretrained(weights, f"ImageNet {name}"))
-    return net
 
 
-def _resnet(name: str, pretrained: bool, width: float, **kwargs) -> models.ResNet:
-    """torchvision's ResNet `name` built with `kwargs`, with ImageNet weights or at `width`
+def imagenet_state(name: str) -> dict[str, torch.Tensor]:
+    """ResNet `name`'s ImageNet state dict (torchvision's keys, fc included) from the local
+    torch cache (segcli.nn.pretrained)."""
+    return load_pretrained(RESNETS[name][1], f"ImageNet {name}")
+
+
+def _resnet(name: str, pretrained: bool, width: float, norm: type[nn.Module]) -> models.ResNet:
+    """torchvision's ResNet `name` with `norm` layers, with ImageNet weights or at `width`
     times its channels."""
     if width == 1.0:
-        return build_resnet(name, pretrained, **kwargs)
+        return build_resnet(name, pretrained, norm_layer=norm)
     with torch.device("meta"):  # only the layout is kept: _narrow rebuilds every layer
-        net = build_resnet(name, **kwargs)
+        net = build_resnet(name, norm_layer=norm)
     if pretrained:
         raise ConfigError("--pretrained needs the full-width ResNet (--set width=1.0)")
-    _narrow(net, width)
+    _narrow(net, width, norm)
     return net
 
 
-def _narrow(net: models.ResNet, width: float) -> None:
-    """Rebuild the stem and layer1-4 of `net` with `width` times the channels, through
-    torchvision's own layer builder and initialisation (fc is only kept for its in_features)."""
+def _narrow(net: models.ResNet, width: float, norm: type[nn.Module]) -> None:
+    """Rebuild the stem and layer1-4 of `net` with `width` times the channels, from
+    torchvision's own blocks and initialisation (fc is only kept for its in_features)."""
     block = type(net.layer1[0])
     planes = [max(8, round(p * width)) for p in (64, 128, 256, 512)]
-    net.inplanes = planes[0]
     net.conv1 = nn.Conv2d(3, planes[0], 7, stride=2, padding=3, bias=False)
-    net.bn1 = net._norm_layer(planes[0])
+    net.bn1 = norm(planes[0])
+    inplanes = planes[0]
     for i, p in enumerate(planes, 1):
         units = len(getattr(net, f"layer{i}"))
-        setattr(net, f"layer{i}", net._make_layer(block, p, units, stride=1 if i == 1 else 2))
+        layer = resnet_layer(block, inplanes, p, units, 1 if i == 1 else 2, norm)
+        setattr(net, f"layer{i}", layer)
+        inplanes = p * block.expansion
     net.fc = nn.Linear(planes[3] * block.expansion, 1)
     for m in net.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+def resnet_layer(
+    block: type[nn.Module], inplanes: int, planes: int, units: int, stride: int, norm
+) -> nn.Sequential:
+    """`units` torchvision ResNet blocks (BasicBlock or Bottleneck) of `planes` channels, the
+    first with `stride` and a 1x1 projection shortcut where the shape changes: the layer
+    torchvision's ResNet builds (He et al. section 3.3, option B), in the same module order."""
+    out = planes * block.expansion
+    shortcut = None
+    if stride != 1 or inplanes != out:
+        shortcut = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride, bias=False), norm(out))
+    first = block(inplanes, planes, stride, shortcut, norm_layer=norm)
+    return nn.Sequential(first, *(block(out, planes, norm_layer=norm) for _ in range(1, units)))
 
 
 def dilate_layer(layer: nn.Sequential, rates: Sequence[int]) -> None:

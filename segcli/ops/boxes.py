@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 
 import torch
-from torchvision.models.detection._utils import BoxCoder
+from torchvision.models.detection._utils import BoxCoder  # private, no public equivalent: setup.cfg
 
 # SSD's variances (0.1 for the centre, 0.2 for the size) as torchvision BoxCoder weights:
 # t_x = (g_x - a_x) / (0.1 a_w), t_w = log(g_w / a_w) / 0.2 (Liu et al., arXiv:1512.02325, eq. 2).
