@@ -92,6 +92,21 @@ OPTIONS = {
 }
 
 
+# Section 5 (table 2a): Fast NMS against the standard NMS it replaces, for `benchmark --compare`.
+VARIANTS = {
+    "fast": {
+        "options": {"nms": "fast"},
+        "note": "Fast NMS (section 5): per class, the top 200 candidates, each suppressed by any "
+        "higher-scoring one (IoU > 0.5), kept or not",
+    },
+    "standard": {
+        "options": {"nms": "standard"},
+        "note": "torchvision's batched_nms over every candidate, without Fast NMS's per-class "
+        "top_k of 200 (as the reference code's traditional_nms)",
+    },
+}
+
+
 def square_resize(size: int) -> dict:
     """--img-size S: the network's S x S input (section 6: 550 x 550), the anchors scaled with
     it as the reference code's YOLACT-400 and -700 configs do."""
@@ -108,6 +123,7 @@ RECIPES = [
         options=OPTIONS,
         quick=QUICK,
         resize_options=square_resize,
+        variants=VARIANTS,
     ),
     Recipe(
         name="yolact_r50",
@@ -118,5 +134,6 @@ RECIPES = [
         options={**OPTIONS, "backbone": "resnet50"},
         quick=QUICK,
         resize_options=square_resize,
+        variants=VARIANTS,
     ),
 ]

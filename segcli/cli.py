@@ -548,10 +548,15 @@ def benchmark_command(
     checkpoint: Annotated[
         Path | None, typer.Option(help="Weights; default: random, VOC 21 / COCO 81 classes.")
     ] = None,
-    nms: Annotated[str | None, typer.Option(help="fast or standard (YOLACT).")] = None,
-    compare_nms: Annotated[
-        bool, typer.Option("--compare-nms", help="Fast NMS and standard NMS side by side.")
+    variant: Annotated[
+        str | None,
+        typer.Option(help="A variant of the recipe, e.g. YOLACT's fast or standard (NMS)."),
+    ] = None,
+    compare: Annotated[
+        bool, typer.Option("--compare", help="Every variant of the recipe side by side.")
     ] = False,
+    nms: Annotated[str | None, typer.Option(hidden=True)] = None,  # deprecated: --variant
+    compare_nms: Annotated[bool, typer.Option(hidden=True)] = False,  # deprecated: --compare
     set_: Annotated[list[str] | None, typer.Option("--set", help="Model option key=value.")] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the results as JSON.")
@@ -561,6 +566,9 @@ def benchmark_command(
     from segcli.recipe import get_recipe
 
     get_recipe(recipe)  # an unknown name is one line before torch is imported
+    if nms or compare_nms:
+        message = "warning: --nms and --compare-nms are deprecated; use --variant and --compare"
+        err_console.print(message, highlight=False)
     from segcli.commands.benchmark import BenchSpec
     from segcli.report.benchmark import benchmark
 
@@ -573,10 +581,10 @@ def benchmark_command(
         warmup=warmup,
         iters=iters,
         checkpoint=checkpoint,
-        nms=nms,
+        variant=variant or nms,
         sets=tuple(set_ or []),
     )
-    benchmark(spec, compare_nms, json_out, console)
+    benchmark(spec, compare or compare_nms, json_out, console)
 
 
 def _eval_panoptic(gt_json, pred_json, gt_dir, pred_dir, metric, json_out, other_inputs):

@@ -38,6 +38,9 @@ class Recipe:
         starts from an earlier stage's `--weights` (not `torchvision:NAME`); they sit just above
         `defaults`, so the quick profile, flags and `--set` win. E.g. FCN-16s/8s's learning
         rate divided by 100.
+    variants: named inference-time alternatives, name -> {"options": model option overrides,
+        "note": what differs}, that `segcli benchmark --compare` times side by side and
+        `--variant NAME` picks, e.g. YOLACT's Fast NMS and standard NMS.
     """
 
     name: str
@@ -51,6 +54,7 @@ class Recipe:
     resize_options: Callable[[int], dict[str, Any]] | None = None
     pretrained_options: Mapping[str, Any] = field(default_factory=dict)
     from_weights: Mapping[str, Any] = field(default_factory=dict)
+    variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def build_model(self) -> Callable[..., Any]:

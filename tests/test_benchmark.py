@@ -4,14 +4,17 @@ per-stage attribution on a hand-built profiler event tree."""
 import json
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from segcli.commands import benchmark_stages as stages
-from segcli.commands.benchmark import size_sets
-from segcli.recipe import get_recipe
+from segcli.commands.benchmark import size_sets, variant_of, variant_sets
+from segcli.config import parse_model_sets
+from segcli.recipe import get_recipe, list_recipes
+from segcli.recipes.nets.yolact import Yolact
 
 from conftest import TINY_RCNN, TINY_YOLACT_FLAGS, set_flags
 
@@ -46,8 +49,8 @@ def test_semantic_recipe_fps_and_json(cli, in_tmp):
     assert payload["peak_memory_mb"] > 0  # alone in the process: its peak RSS
 
 
-def test_yolact_fps_with_stages_and_both_nms_side_by_side(cli, in_tmp):
-    args = [*QUICK, *TINY_YOLACT_FLAGS, "--img-size", "64", "--compare-nms", "--json", "y.json"]
+def test_yolact_fps_with_stages_and_both_nms_variants_side_by_side(cli, in_tmp):
+    args = [*QUICK, *TINY_YOLACT_FLAGS, "--img-size", "64", "--compare", "--json", "y.json"]
     result = cli("benchmark", "yolact", *args)
     assert result.exit_code == 0, result.output
     assert "nms=fast" in result.output and "nms=standard" in result.output
@@ -56,12 +59,13 @@ def test_yolact_fps_with_stages_and_both_nms_side_by_side(cli, in_tmp):
     assert "n/a (shared process)" in result.output and "traditional_nms" in result.output
     payload = json.loads((in_tmp / "y.json").read_text())
     assert DESIGN_KEYS <= set(payload) and payload["num_classes"] == 81
-    assert payload["nms"] == "fast" and payload["net_size"] == [64, 64]
-    both = payload["compare_nms"]
+    assert payload["model_options"]["nms"] == "fast" and payload["net_size"] == [64, 64]
+    assert payload["variant"]["name"] == "fast"
+    both = payload["compare"]
     fast, standard = both["fast"], both["standard"]
-    assert standard["nms"] == "standard" and "top_k" in both["note"]
-    ratio = both["fps_ratio_fast_vs_standard"]
-    assert ratio == pytest.approx(fast["fps"] / standard["fps"])
+    assert standard["model_options"]["nms"] == "standard" and "top_k" in standard["variant"]["note"]
+    assert fast["fps_ratio"] == 1.0
+    assert standard["fps_ratio"] == pytest.approx(standard["fps"] / fast["fps"])
     # The same random weights and images for both: the same model, the same FLOPs (equal
     # detection counts, so equal mask assembly), and Fast NMS keeps a subset of standard NMS.
     assert fast["params"] == standard["params"] and fast["gflops"] == standard["gflops"] > 0
@@ -129,10 +133,15 @@ def test_training_throughput(cli, in_tmp, recipe, options):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["fcn8s", "--nms", "fast"], "has no choice of NMS"),
-        (["yolact", "--compare-nms", "--train"], "--compare-nms"),
+        (["fcn8s", "--variant", "fast"], "fcn8s has no variants"),
+        (["fcn8s", "--compare"], "fcn8s has no variants"),
+        (["yolact", "--compare", "--train"], "--compare"),
+        (["yolact", "--compare", "--variant", "fast"], "drop --variant"),
         (["fcn8s", "--iters", "0"], "--iters must be at least 1"),
-        (["yolact", "--nms", "soft"], "expected fast or standard"),
+        (["yolact", "--variant", "soft"], "expected fast or standard"),
+        (["yolact", "--variant", "fast", "--set", "nms=standard"], "--set nms: variant fast"),
+        (["yolact", "--nms", "soft"], "expected fast or standard"),  # deprecated --variant
+        (["yolact", "--compare-nms", "--train"], "--compare-nms are deprecated"),
         (["nosuchnet"], "unknown recipe"),
         (["fcn8s", "--set", "lr=0.1"], "only model options"),
     ],
@@ -160,15 +169,57 @@ def test_stage_attribution_moves_nms_out_of_its_stage():
         heads,
         nms_op,
         event("torchvision::nms", 1, nms_op),
-        event("segcli::nms", 4, total),
+        event(Yolact.nms_labels[0], 4, total),
     ]
-    assert stages.attribute(events) == {
+    assert stages.attribute(events, (*stages.TORCHVISION_NMS, *Yolact.nms_labels)) == {
         "preprocess": 5,
         "backbone+FPN": 40,
         "heads": 24,
         "NMS": 10,
         "mask assembly/paste": 100 - 5 - 40 - 30 - 4,
     }
+    # A range the model does not declare is not NMS: it stays in the rest of the call.
+    assert stages.attribute(events)["NMS"] == 6
+
+
+class RangedNMS(torch.nn.Module):
+    """A model whose NMS is a profiler range of its own, declared in `nms_labels`."""
+
+    nms_labels = ("test::nms",)
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        x = self.backbone(x)
+        with torch.profiler.record_function("test::nms"):
+            time.sleep(0.005)
+        return x
+
+
+def test_stage_breakdown_counts_the_ranges_a_model_declares_as_nms():
+    model, x = RangedNMS(), torch.zeros(1, 4)
+    declared = stages.stage_breakdown(model, lambda: model(x), torch.device("cpu"), repeats=1)
+    assert declared["NMS"] >= 4 and declared["backbone+FPN"] > 0, declared
+    model.nms_labels = ()
+    undeclared = stages.stage_breakdown(model, lambda: model(x), torch.device("cpu"), repeats=1)
+    assert undeclared["NMS"] == 0 and undeclared["mask assembly/paste"] >= 4, undeclared
+
+
+def test_recipe_variants_are_model_options_with_a_note():
+    for recipe in list_recipes():
+        for name, variant in recipe.variants.items():
+            assert set(variant) == {"options", "note"} and variant["note"], recipe.name
+            assert parse_model_sets(variant_sets(recipe, name, set()), recipe) == dict(
+                variant["options"]
+            )
+    yolact = get_recipe("yolact")
+    assert list(yolact.variants) == ["fast", "standard"]
+    # The variant a result reports follows the options, however they were set.
+    assert variant_of(yolact, {**yolact.options})["name"] == "fast"
+    assert variant_of(yolact, {**yolact.options, "nms": "standard"})["name"] == "standard"
+    assert variant_of(get_recipe("fcn8s"), {}) is None
 
 
 PEAK_IN_CHILD = (

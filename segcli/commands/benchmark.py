@@ -9,7 +9,8 @@ model, the copy back, then the argmax class map, or every detection's mask binar
 (its recipe's `resize_options`), also the size the network runs at, unless `--set` names
 those options. Without it, an instance model's images are
 as large as its own resize target (the paper's size), so nothing is resampled twice. Every
-result reports `net_size`, the [H, W] the network actually ran at.
+result reports `net_size`, the [H, W] the network actually ran at, and which of the recipe's
+`variants` it is.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from segcli.nn.batch import check_min_batch
 from segcli.progress import tracked
 from segcli.recipe import REFERENCE_CLASSES, Recipe, get_recipe
 
-NMS_CHOICES = ("fast", "standard")
 SHARED_PROCESS = "n/a (shared process)"
 
 
@@ -46,13 +46,13 @@ class BenchSpec:
     recipe: str
     train: bool = False  # training images/s instead of inference fps
     img_size: int | None = None  # None: the recipe's (or the checkpoint's) size; sets the
-    # model's own resize option (size, or min_size/max_size) unless `sets` names it
+    # model's own resize options (the recipe's resize_options) unless `sets` names them
     batch_size: int = 1
     device: str = "auto"
     warmup: int = 10
     iters: int = 50
     checkpoint: Path | None = None  # None: random weights, VOC 21 / COCO 81 classes
-    nms: str | None = None  # fast | standard, for recipes with an `nms` option
+    variant: str | None = None  # one of the recipe's variants: its model options
     sets: tuple[str, ...] = ()  # model options, key=value
 
 
@@ -78,8 +78,8 @@ class Subject:
         self.device = select_device(spec.device)
         torch.manual_seed(0)  # the same random weights for variants of one architecture
         self.model, self.recipe, cfg, self.num_classes = load_model(spec, device=self.device)
-        options = {**self.recipe.options, **cfg.model}
-        size = spec.img_size or resize_target(self.recipe, options) or cfg.img_size
+        self.options = {**self.recipe.options, **cfg.model}
+        size = spec.img_size or resize_target(self.recipe, self.options) or cfg.img_size
         self.cfg = dataclasses.replace(
             cfg, data=BUILTIN_DATA, img_size=size, batch_size=spec.batch_size
         )
@@ -112,7 +112,8 @@ class Subject:
             "net_size": seen[0] if seen else [cfg.img_size, cfg.img_size],
             "batch_size": spec.batch_size,
             "num_classes": self.num_classes,
-            "nms": cfg.model.get("nms"),
+            "model_options": self.options,
+            "variant": variant_of(self.recipe, self.options),
             "params": sum(p.numel() for p in self.model.parameters()),
             **speed(times, spec.batch_size),
             "gflops": gflops,
@@ -121,8 +122,6 @@ class Subject:
         }
         if not spec.train and self.recipe.task == "instance":
             out["detections_per_image"] = float(np.mean([len(o["scores"]) for o in outputs]))
-            if cfg.model.get("nms") == "standard":
-                out["nms_note"] = STANDARD_NMS_NOTE
             repeats = min(3, spec.iters)
             out["stages_ms"] = stages.stage_breakdown(self.model, self.call, self.device, repeats)
         if peak is None and peak_note != SHARED_PROCESS:
@@ -154,10 +153,30 @@ class Subject:
         return own / 2**20, "CUDA: weights + peak allocation of one call"
 
 
-STANDARD_NMS_NOTE = (
-    "standard NMS: torchvision batched_nms over every candidate, without Fast NMS's per-class "
-    "top_k of 200 (as the reference code's traditional_nms)"
-)
+def variant_of(recipe: Recipe, model_options: dict) -> dict | None:
+    """{name, options, note} of the first of the recipe's variants whose options the model has
+    (however they were set: --variant, --set or the defaults), or None."""
+    for name, variant in recipe.variants.items():
+        if all(model_options.get(k) == v for k, v in variant["options"].items()):
+            return {"name": name, **variant}
+    return None
+
+
+def variant_sets(recipe: Recipe, name: str | None, given: set[str]) -> list[str]:
+    """`key=value` model options of the recipe's variant `name` (none for None); a ConfigError
+    for a name the recipe lacks, or an option that `--set` (`given`) names too."""
+    if name is None:
+        return []
+    if name not in recipe.variants:
+        known = " or ".join(recipe.variants)
+        if not known:
+            raise ConfigError(f"--variant: recipe {recipe.name} has no variants")
+        raise ConfigError(f"--variant: expected {known}, got {name!r}")
+    options = recipe.variants[name]["options"]
+    clash = sorted(given & set(options))
+    if clash:
+        raise ConfigError(f"--set {clash[0]}: variant {name} sets it; drop one of them")
+    return [f"{key}={value}" for key, value in options.items()]
 
 
 def resize_target(recipe: Recipe, model_options: dict) -> int | None:
@@ -221,18 +240,15 @@ def _check(spec: BenchSpec) -> None:
         raise ConfigError("--warmup must be 0 or more")
     if spec.img_size is not None and spec.img_size < 32:
         raise ConfigError(f"--img-size {spec.img_size}: too small (at least 32)")
-    if spec.nms is not None and spec.nms not in NMS_CHOICES:
-        raise ConfigError(f"--nms: expected fast or standard, got {spec.nms!r}")
 
 
 def load_model(spec: BenchSpec, device) -> tuple[torch.nn.Module, Recipe, object, int]:
     """(model in eval mode on `device`, recipe, config, class count): the checkpoint's, or the
     paper's architecture with random weights."""
     recipe = get_recipe(spec.recipe)
-    if spec.nms and "nms" not in recipe.options:
-        raise ConfigError(f"--nms: recipe {recipe.name} has no choice of NMS")
-    sets = [*spec.sets, *([f"nms={spec.nms}"] if spec.nms else [])]
-    options = parse_model_sets(sets, recipe)  # checked here, checkpoint or not
+    given = set(parse_model_sets(spec.sets, recipe))  # checked here, checkpoint or not
+    sets = [*spec.sets, *variant_sets(recipe, spec.variant, given)]
+    options = parse_model_sets(sets, recipe)
     sizes = size_sets(recipe, spec.img_size, set(options))
     if spec.checkpoint is None:
         cfg = resolve_config(recipe, quick=False)  # the paper's settings

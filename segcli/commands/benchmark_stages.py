@@ -2,10 +2,11 @@
 assembly/paste.
 
 Generic over torchvision's detection models (children transform, backbone, rpn, roi_heads;
-masks pasted by transform.postprocess) and YOLACT (transform, backbone, protonet, head; masks
-assembled in forward): each top-level child's forward is a profiler range, NMS is every
-`torchvision::nms` op or `segcli::nms` range, and what is left of the call (code outside any
-child) is mask assembly and pasting. On CUDA the ranges synchronise, so they hold GPU time.
+masks pasted by transform.postprocess) and one-stage models built alike (transform, backbone,
+heads; masks assembled in forward): each top-level child's forward is a profiler range, NMS is
+every `torchvision::nms` op and every range the model names in its `nms_labels` attribute (the
+record_function labels around an NMS of its own), and what is left of the call (code outside
+any child) is mask assembly and pasting. On CUDA the ranges synchronise, so they hold GPU time.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 PREFIX = "segcli.stage::"
 TOTAL = PREFIX + "total"
-NMS_RANGES = ("torchvision::nms", "segcli::nms")
+TORCHVISION_NMS = ("torchvision::nms",)  # the op torchvision.ops.nms and batched_nms run
 STAGES = ("preprocess", "backbone+FPN", "heads", "NMS", "mask assembly/paste")
 
 
@@ -29,6 +30,7 @@ def stage_breakdown(
     model: torch.nn.Module, run: Callable[[], object], device: torch.device, repeats: int = 3
 ) -> dict[str, float]:
     """Milliseconds per call of `run` (which calls `model`) spent in each of STAGES."""
+    nms_labels = (*TORCHVISION_NMS, *getattr(model, "nms_labels", ()))
     handles = _label_children(model, device)
     try:
         with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -39,17 +41,19 @@ def stage_breakdown(
     finally:
         for handle in handles:
             handle.remove()
-    return {k: v / 1e3 / repeats for k, v in attribute(prof.events()).items()}
+    stages = attribute(prof.events(), nms_labels)
+    return {k: v / 1e3 / repeats for k, v in stages.items()}
 
 
-def attribute(events) -> dict[str, float]:
-    """Microseconds per stage from profiler events (FunctionEvent with cpu_parent links)."""
+def attribute(events, nms_labels: tuple[str, ...] = TORCHVISION_NMS) -> dict[str, float]:
+    """Microseconds per stage from profiler events (FunctionEvent with cpu_parent links);
+    `nms_labels`: the names of the ops and ranges that are NMS."""
     spans: dict[str, float] = defaultdict(float)  # per child range, and the total
     nms_in: dict[str, float] = defaultdict(float)  # NMS time inside each range
     for event in events:
         if event.name.startswith(PREFIX):
             spans[event.name] += event.cpu_time_total
-        elif event.name in NMS_RANGES and not _inside_nms(event):
+        elif event.name in nms_labels and not _inside_nms(event, nms_labels):
             nms_in[_owner(event)] += event.cpu_time_total
     total = spans.pop(TOTAL, 0.0)
     # What no child range covers, less the NMS run there: mask assembly and pasting.
@@ -79,11 +83,11 @@ def _label_children(model: torch.nn.Module, device: torch.device) -> list:
     return handles
 
 
-def _inside_nms(event) -> bool:
+def _inside_nms(event, nms_labels: tuple[str, ...]) -> bool:
     """Whether `event` runs within an NMS op or range (so its time is already counted)."""
     parent = event.cpu_parent
     while parent is not None:
-        if parent.name in NMS_RANGES:
+        if parent.name in nms_labels:
             return True
         parent = parent.cpu_parent
     return False

@@ -9,15 +9,10 @@ from rich.console import Console
 from rich.table import Table
 
 from segcli import io
-from segcli.commands.benchmark import (
-    NMS_CHOICES,
-    SHARED_PROCESS,
-    STANDARD_NMS_NOTE,
-    BenchSpec,
-    run_benchmarks,
-)
+from segcli.commands.benchmark import SHARED_PROCESS, BenchSpec, run_benchmarks
 from segcli.commands.benchmark_stages import STAGES
 from segcli.errors import ConfigError
+from segcli.recipe import get_recipe
 
 ROWS = (  # (label, key, format)
     ("fps (images/s)", "fps", "{:.2f}"),
@@ -32,7 +27,7 @@ ROWS = (  # (label, key, format)
     ("network input (px)", "net_size", "{}x{}"),
     ("batch size", "batch_size", "{}"),
     ("classes", "num_classes", "{}"),
-    ("NMS", "nms", "{}"),
+    ("variant", "variant", None),  # formatted by _variant
     ("timed iterations", "iters", "{}"),
     ("device", "device", "{}"),
     ("torch", "torch", "{}"),
@@ -41,28 +36,37 @@ ROWS = (  # (label, key, format)
 
 
 def benchmark(
-    spec: BenchSpec, compare_nms: bool, json_out: Path | None, console: Console
+    spec: BenchSpec, compare: bool, json_out: Path | None, console: Console
 ) -> list[dict]:
-    """`segcli benchmark`: measure, print the tables, write --json; returns the results."""
-    specs = [spec]
-    if compare_nms:
-        if spec.nms or spec.train:
-            raise ConfigError("--compare-nms times inference with both NMS; drop --nms/--train")
-        specs = [dataclasses.replace(spec, nms=nms) for nms in NMS_CHOICES]
+    """`segcli benchmark`: measure, print the tables, write --json; returns the results.
+
+    `compare`: every variant of the recipe side by side; the JSON is the first one's result
+    with all of them under "compare", each with its fps relative to the first's."""
+    specs = compared_specs(spec) if compare else [spec]
     results = run_benchmarks(specs)
-    titles = [f"nms={r['nms']}" for r in results] if compare_nms else [results[0]["recipe"]]
+    titles = [s.variant for s in specs] if compare else [results[0]["recipe"]]
     console.print(results_table(results, titles))
     if any("stages_ms" in r for r in results):
         console.print(stages_table(results, titles))
-    first = results[0]
     if json_out:
-        payload = dict(first)
-        if compare_nms:
-            payload["compare_nms"] = {t.removeprefix("nms="): r for t, r in zip(titles, results)}
-            payload["compare_nms"]["fps_ratio_fast_vs_standard"] = first["fps"] / results[1]["fps"]
-            payload["compare_nms"]["note"] = STANDARD_NMS_NOTE
+        payload = dict(results[0])
+        if compare:
+            base = results[0]["fps"]
+            payload["compare"] = {
+                t: {**r, "fps_ratio": r["fps"] / base} for t, r in zip(titles, results)
+            }
         io.write_json(json_out, payload)
     return results
+
+
+def compared_specs(spec: BenchSpec) -> list[BenchSpec]:
+    """One spec per variant of the recipe (`--compare`), in the recipe's order."""
+    recipe = get_recipe(spec.recipe)
+    if not recipe.variants:
+        raise ConfigError(f"--compare: recipe {recipe.name} has no variants")
+    if spec.variant or spec.train:
+        raise ConfigError("--compare times inference of every variant; drop --variant/--train")
+    return [dataclasses.replace(spec, variant=name) for name in recipe.variants]
 
 
 def results_table(results: list[dict], titles: list[str]) -> Table:
@@ -75,6 +79,8 @@ def results_table(results: list[dict], titles: list[str]) -> Table:
     for label, key, fmt in ROWS:
         if key == "peak_memory_mb":
             table.add_row(label, *(_peak(r) for r in results))
+        elif key == "variant" and any(r.get(key) for r in results):
+            table.add_row(label, *(_variant(r) for r in results))
         elif any(r.get(key) is not None for r in results):
             table.add_row(label, *(_fmt(fmt, r.get(key)) for r in results))
     if len(results) > 1:
@@ -85,7 +91,7 @@ def results_table(results: list[dict], titles: list[str]) -> Table:
 
 
 def caption(results: list[dict]) -> str:
-    """What the peak memory covers and, when standard NMS ran, how it differs from Fast NMS."""
+    """What the peak memory covers and what each variant that ran is."""
     lines = []
     for note in dict.fromkeys(r.get("peak_memory_note") for r in results):
         if note == SHARED_PROCESS:
@@ -95,9 +101,18 @@ def caption(results: list[dict]) -> str:
             )
         elif note:
             lines.append(f"peak memory: {note}")
-    if any(r.get("nms_note") for r in results):
-        lines.append(STANDARD_NMS_NOTE)
+    variants = {r["variant"]["name"]: r["variant"]["note"] for r in results if r.get("variant")}
+    lines += [f"{name}: {note}" for name, note in variants.items()]
     return "\n".join(lines)
+
+
+def _variant(result: dict) -> str:
+    """The variant's name and options, e.g. `fast (nms=fast)`."""
+    variant = result.get("variant")
+    if not variant:
+        return "-"
+    options = ", ".join(f"{k}={v}" for k, v in variant["options"].items())
+    return f"{variant['name']} ({options})"
 
 
 def _peak(result: dict) -> str:
