@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torchvision import models
 from torchvision.models import ResNet18_Weights
 
 from segcli.config import resolve_config
@@ -14,7 +15,7 @@ from segcli.engine.optim import build_optimizer
 from segcli.errors import ConfigError
 from segcli.nn.aspp import ASPPScores
 from segcli.nn.pretrained import cached_weights_path
-from segcli.nn.resnet import DilatedResNet
+from segcli.nn.resnet import DilatedResNet, resnet_layer
 from segcli.recipe import get_recipe
 from segcli.recipes.nets.deeplab_v1 import decimate_fc
 from segcli.recipes.nets.deeplab_v3 import build_encoder
@@ -79,6 +80,22 @@ def test_multi_grid_rates_are_set_on_the_convolutions(output_stride, block3, blo
     dilated = [net.layer4] + ([net.layer3] if output_stride == 8 else [])
     strides = {m.stride for layer in dilated for m in layer.modules() if isinstance(m, nn.Conv2d)}
     assert strides == {(1, 1)}
+
+
+@pytest.mark.parametrize("builder", [models.resnet18, models.resnet50])
+def test_narrow_layers_are_built_as_torchvision_builds_its_own(builder):
+    # resnet_layer stands in for the private ResNet._make_layer: the same blocks, strides and
+    # projection shortcuts, so the same state-dict keys and shapes.
+    with torch.device("meta"):
+        net = builder()
+        block, inplanes = type(net.layer1[0]), 64
+        for i, planes in enumerate((64, 128, 256, 512), 1):
+            layer = getattr(net, f"layer{i}")
+            ours = resnet_layer(
+                block, inplanes, planes, len(layer), 1 if i == 1 else 2, nn.BatchNorm2d
+            )
+            assert repr(ours) == repr(layer)
+            inplanes = planes * block.expansion
 
 
 def test_multi_grid_needs_one_rate_per_block4_unit():

@@ -282,3 +282,19 @@ def test_second_stage_builds_the_first_stages_architecture(cli, in_tmp):
     assert report["skipped"] == {} and report["unused"] == []
     config = (in_tmp / "runs/fcn16s/2/config.yaml").read_text()
     assert "width: 0.125" in config and "fc_channels: 32" in config
+
+
+def test_rcnn_pretrained_backbone_is_the_cached_imagenet_resnet(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    imagenet = torchvision.models.resnet18().state_dict()
+    path = cached_weights_path(ResNet18_Weights.IMAGENET1K_V1)
+    path.parent.mkdir(parents=True)
+    torch.save(imagenet, path)
+    recipe = get_recipe("mask_rcnn")
+    options = {**recipe.options, **TINY_RCNN, **recipe.pretrained_options}
+    body = recipe.build_model(5, pretrained=True, **options).backbone.body
+    state = body.state_dict()
+    assert state and all(torch.equal(v, imagenet[k]) for k, v in state.items())
+    # Frozen batch norm, and Detectron's FREEZE_AT 2: the stem and layer1 stay fixed.
+    fixed = {name.split(".")[0] for name, p in body.named_parameters() if not p.requires_grad}
+    assert recipe.pretrained_options["frozen_bn"] and fixed == {"conv1", "layer1"}
