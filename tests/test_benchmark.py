@@ -13,7 +13,7 @@ from segcli.commands import benchmark_stages as stages
 from segcli.commands.benchmark import size_sets
 from segcli.recipe import get_recipe
 
-from conftest import TINY_RCNN, TINY_YOLACT_FLAGS, set_flags
+from helpers import TINY_RCNN, TINY_YOLACT_FLAGS, set_flags
 
 DESIGN_KEYS = {
     "fps",

@@ -10,7 +10,7 @@ from segcli.data.shapes import ShapesDataset
 from segcli.engine import checkpoint
 from segcli.viz import VOC_COLORMAP, label_image
 
-from conftest import TINY_FCN, TINY_SHAPES, run_segcli, write_pair
+from helpers import TINY_FCN, TINY_SHAPES, run_segcli, write_pair
 
 
 def test_train_eval_infer_end_to_end(cli, in_tmp):

@@ -13,7 +13,7 @@ from segcli.nn.pretrained import cached_weights_path
 from segcli.nn.subsampled import subsampled_cross_entropy
 from segcli.recipe import get_recipe
 
-from conftest import TINY_SHAPES
+from helpers import TINY_SHAPES
 
 TINY_V1 = {"width": 0.125, "fc_channels": 16}
 

@@ -16,7 +16,7 @@ import pytest
 from segcli.engine import distributed
 from segcli.engine import trainer as loop
 
-from conftest import TINY_FCN, TINY_SHAPES, run_segcli
+from helpers import TINY_FCN, TINY_SHAPES, run_segcli
 
 TORCHRUN = [
     sys.executable,

@@ -22,7 +22,7 @@ from segcli.engine import checkpoint
 from segcli.metrics.coco import STATS, detections_to_results
 from segcli.tasks.instance import predict_instances
 
-from conftest import TINY_RCNN, run_segcli, set_flags
+from helpers import TINY_RCNN, run_segcli, set_flags
 
 # A model small enough to train a step in seconds (the quick profile's layout, narrower).
 TINY_MODEL = set_flags({**TINY_RCNN, "min_size": 48, "max_size": 64, "rpn_proposals_train": 50,

@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import segcli
 from segcli.engine.train_log import LOGGER, ConsoleHandler
 
-from conftest import TINY_FCN, TINY_RCNN, TINY_SHAPES
+from helpers import TINY_FCN, TINY_RCNN, TINY_SHAPES
 
 TRAIN = ["train", "fcn8s", *TINY_SHAPES, *TINY_FCN, "--iters", "2", "--val-every", "1"]
 

@@ -11,7 +11,7 @@ import torch
 
 from segcli.engine import checkpoint
 
-from conftest import TINY_FCN, TINY_SHAPES
+from helpers import TINY_FCN, TINY_SHAPES
 
 ITERS = 24
 TRAIN = [

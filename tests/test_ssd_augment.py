@@ -10,7 +10,7 @@ from segcli.data.instance import instance_train_samples
 from segcli.data.ssd_augment import MIN_IOUS, PATCH_ASPECT, PATCH_SIDE, SSDRandomCrop
 from segcli.recipe import get_recipe
 
-from conftest import TINY_SHAPES, TINY_YOLACT_FLAGS
+from helpers import TINY_SHAPES, TINY_YOLACT_FLAGS
 
 # Squares of distinct colours on black: every photometric step maps a colour to one colour (up
 # to OpenCV's SIMD rounding: TOLERANCE), and expand, crop and flip move pixels without

@@ -19,7 +19,7 @@ from segcli.errors import ConfigError
 from segcli.nn.pretrained import cached_weights_path, load_pretrained
 from segcli.recipe import get_recipe
 
-from conftest import TINY_FCN, TINY_RCNN, TINY_SHAPES, set_flags
+from helpers import TINY_FCN, TINY_RCNN, TINY_SHAPES, set_flags
 
 COCO_MASK_RCNN = get_weight("MaskRCNN_ResNet50_FPN_Weights.COCO_V1")
 PREDICTORS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.")

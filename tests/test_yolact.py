@@ -17,7 +17,7 @@ from segcli.ops.boxes import SSD_BOX_CODER, crop_masks, grid_anchors
 from segcli.recipe import get_recipe
 from segcli.recipes.nets import yolact
 
-from conftest import TINY_SHAPES, TINY_YOLACT, TINY_YOLACT_FLAGS
+from helpers import TINY_SHAPES, TINY_YOLACT, TINY_YOLACT_FLAGS
 
 LOSSES = {"loss_cls", "loss_box", "loss_mask", "loss_semantic"}
 
