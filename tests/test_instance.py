@@ -254,6 +254,7 @@ def test_train_eval_infer_on_tiny_shapes(cli, in_tmp):
         assert len(found["masks"]) == len(found["scores"]) == len(found["boxes"])
 
 
+@pytest.mark.distributed
 def test_two_process_validation_equals_one_process(tmp_path):
     """torchrun (gloo): each rank predicts its share of 5 val images, the results are gathered,
     and the scores equal `segcli eval` of the same checkpoint in one process."""
