@@ -114,6 +114,7 @@ def test_size_options_follow_img_size_unless_set():
     assert size_sets(fcn, 400, set()) == {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "recipe, options",
     [("fcn8s", TINY_FCN), ("yolact", [*TINY_YOLACT_FLAGS, "--img-size", "64"])],
@@ -176,6 +177,7 @@ PEAK_IN_CHILD = (
 )
 
 
+@pytest.mark.slow
 def test_cpu_peak_memory_is_the_process_own_not_its_parents():
     """getrusage's ru_maxrss survives fork and exec: a benchmark started by a parent holding
     2 GB would report at least that. VmHWM is the child's own peak."""

@@ -60,6 +60,7 @@ def fake_imagenet_resnet18() -> dict[str, torch.Tensor]:
     return state
 
 
+@pytest.mark.slow
 def test_v2_from_imagenet_keeps_batch_norm_frozen(cli, in_tmp, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(in_tmp / "torch"))
     imagenet = fake_imagenet_resnet18()

@@ -64,6 +64,7 @@ def read_video(path) -> list[np.ndarray]:
     return frames
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("recipe", "suffix", "flags", "output"), [
     ("mask_rcnn", ".mp4", ["--score-threshold", "0"], "clip_overlay.mp4"),
     ("mask_rcnn", ".avi", ["--splash"], "clip_splash.avi"),

@@ -113,6 +113,7 @@ def test_yolact_trains_with_ssd_on_data_and_flip_on_the_quick_profile():
     assert resolve_config(get_recipe("mask_rcnn"), {"data": "coco_folder"}).augment == "flip"
 
 
+@pytest.mark.slow
 def test_train_with_ssd_augmentation_through_the_cli(cli, in_tmp):
     result = cli(
         "train", "yolact", "--iters", "2", *TINY_SHAPES, *TINY_YOLACT_FLAGS, "--set", "augment=ssd"
