@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test test-fast demo lint bench clean
 
 install: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt Makefile
 # Two test processes, one per core, each test file in one of them (its fixtures and order kept).
 test: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# The quick loop while editing: everything but the slow and the torchrun tests (`make test`
+# before committing runs them all).
+test-fast: install
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow and not distributed"
 
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" sh scripts/demo.sh

@@ -16,7 +16,7 @@ from segcli.config import parse_model_sets
 from segcli.recipe import get_recipe, list_recipes
 from segcli.recipes.nets.yolact import Yolact
 
-from conftest import TINY_RCNN, TINY_YOLACT_FLAGS, set_flags
+from helpers import TINY_RCNN, TINY_YOLACT_FLAGS, set_flags
 
 DESIGN_KEYS = {
     "fps",
@@ -118,6 +118,7 @@ def test_size_options_follow_img_size_unless_set():
     assert size_sets(fcn, 400, set()) == {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "recipe, options",
     [("fcn8s", TINY_FCN), ("yolact", [*TINY_YOLACT_FLAGS, "--img-size", "64"])],
@@ -227,6 +228,7 @@ PEAK_IN_CHILD = (
 )
 
 
+@pytest.mark.slow
 def test_cpu_peak_memory_is_the_process_own_not_its_parents():
     """getrusage's ru_maxrss survives fork and exec: a benchmark started by a parent holding
     2 GB would report at least that. VmHWM is the child's own peak."""

@@ -7,7 +7,7 @@ from PIL import Image
 from segcli.data.doctor import ERROR, NOTE, diagnose
 from segcli.viz import label_image
 
-from conftest import TINY_FCN, run_segcli, write_pair
+from helpers import TINY_FCN, run_segcli, write_pair
 
 
 @pytest.fixture

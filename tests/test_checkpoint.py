@@ -9,7 +9,7 @@ from segcli.engine.weights import load_weights, read_weights
 from segcli.errors import DataError
 from segcli.recipe import get_recipe
 
-from conftest import TINY_FCN, TINY_SHAPES
+from helpers import TINY_FCN, TINY_SHAPES
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):

@@ -10,7 +10,7 @@ from segcli.data.shapes import ShapesDataset
 from segcli.engine import checkpoint
 from segcli.viz import VOC_COLORMAP, label_image
 
-from conftest import TINY_FCN, TINY_SHAPES, run_segcli, write_pair
+from helpers import TINY_FCN, TINY_SHAPES, run_segcli, write_pair
 
 
 def test_train_eval_infer_end_to_end(cli, in_tmp):
@@ -79,9 +79,16 @@ def test_pred_gt_mode_scores_saved_pngs(cli, in_tmp):
 
 
 def test_infer_palette_uses_voc_colours(cli, in_tmp):
-    label_image(np.array([[0, 1, 2]], np.uint8)).save(in_tmp / "x.png")
-    palette = np.array(Image.open(in_tmp / "x.png").getpalette()).reshape(-1, 3)
-    assert (palette[:3] == VOC_COLORMAP[:3]).all()
+    result = cli("train", "fcn8s", *TINY_SHAPES, *TINY_FCN, "--iters", "1", "--out", "run")
+    assert result.exit_code == 0, result.output
+    Image.fromarray(ShapesDataset("val", 32, 1).load(0)["image"]).save(in_tmp / "photo.jpg")
+
+    result = cli("infer", "run/best.pt", "photo.jpg", "--out", "pred")
+    assert result.exit_code == 0, result.output
+    label = Image.open(in_tmp / "pred" / "photo.png")
+    assert label.mode == "P"
+    palette = np.array(label.getpalette()).reshape(-1, 3)
+    assert palette.shape == VOC_COLORMAP.shape and (palette == VOC_COLORMAP).all()
 
 
 # --- bad input: one line naming the file or key, exit code 2, no traceback -----------------

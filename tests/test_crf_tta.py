@@ -20,7 +20,7 @@ from segcli.ops.crf import crf_params, crf_predictor
 from segcli.ops.tta import build_predictor, tta_predictor
 from segcli.tasks.semantic import predict_logits
 
-from conftest import TINY_SHAPES
+from helpers import TINY_SHAPES
 
 TINY_DEEPLAB = [
     *("--set", "backbone=resnet18", "--set", "multi_grid=[1,2]"),

@@ -14,7 +14,7 @@ from segcli.data.sources import class_names_for, open_source
 from segcli.data.transforms import eval_transform, semantic_train_transform
 from segcli.errors import DataError
 
-from conftest import write_pair
+from helpers import write_pair
 
 
 def test_shapes_are_deterministic_and_consistent():

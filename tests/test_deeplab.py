@@ -20,7 +20,7 @@ from segcli.recipe import get_recipe
 from segcli.recipes.nets.deeplab_v1 import decimate_fc
 from segcli.recipes.nets.deeplab_v3 import build_encoder
 
-from conftest import TINY_SHAPES
+from helpers import TINY_SHAPES
 
 H, W = 129, 97
 DEEPLABS = ("deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus", "deeplabv3plus_r101")

@@ -13,7 +13,7 @@ from segcli.nn.pretrained import cached_weights_path
 from segcli.nn.subsampled import subsampled_cross_entropy
 from segcli.recipe import get_recipe
 
-from conftest import TINY_SHAPES
+from helpers import TINY_SHAPES
 
 TINY_V1 = {"width": 0.125, "fc_channels": 16}
 
@@ -60,6 +60,7 @@ def fake_imagenet_resnet18() -> dict[str, torch.Tensor]:
     return state
 
 
+@pytest.mark.slow
 def test_v2_from_imagenet_keeps_batch_norm_frozen(cli, in_tmp, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(in_tmp / "torch"))
     imagenet = fake_imagenet_resnet18()

@@ -16,7 +16,7 @@ import pytest
 from segcli.engine import distributed
 from segcli.engine import trainer as loop
 
-from conftest import TINY_FCN, TINY_SHAPES, run_segcli
+from helpers import TINY_FCN, TINY_SHAPES, run_segcli
 
 TORCHRUN = [
     sys.executable,
@@ -38,6 +38,7 @@ def torchrun(*args, cwd: Path, timeout: float = 240):
     )
 
 
+@pytest.mark.distributed
 def test_two_process_run_validates_like_one_process(tmp_path):
     result = torchrun(
         *TINY_UNET, "--set", "shapes_train=8", "--iters", "2", "--out", "run", cwd=tmp_path
@@ -113,6 +114,7 @@ def rank_pid(rank: int, timeout: float = 120) -> int:
     raise AssertionError(f"rank {rank} never started")
 
 
+@pytest.mark.distributed
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the rank's pid")
 def test_a_dead_rank_stops_the_others_with_a_clear_error(tmp_path):
     proc = subprocess.Popen(

@@ -17,7 +17,7 @@ from segcli.export.forms import NormalisedSegmenter
 from segcli.recipe import get_recipe, list_recipes
 from segcli.recipes.nets.yolact_export import assemble_detections
 
-from conftest import TINY_RCNN, TINY_YOLACT, settings
+from helpers import TINY_RCNN, TINY_YOLACT, settings
 
 NAMES = ("background", "square", "circle", "triangle")
 SEMANTIC = [r.name for r in list_recipes() if r.task == "semantic"]

@@ -8,7 +8,7 @@ import torch
 
 from segcli.engine import checkpoint
 
-from conftest import TINY_FCN, TINY_SHAPES
+from helpers import TINY_FCN, TINY_SHAPES
 
 TRAIN = ["train", "fcn8s", *TINY_SHAPES, *TINY_FCN, "--save-every", "1", "--set", "optimizer=adam"]
 

@@ -8,7 +8,7 @@ import yaml
 from segcli.config import resolve_config
 from segcli.recipe import get_recipe
 
-from conftest import TINY_FCN, TINY_SHAPES
+from helpers import TINY_FCN, TINY_SHAPES
 
 TINY = {"width": 0.125, "fc_channels": 32}
 

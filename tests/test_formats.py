@@ -13,7 +13,7 @@ from PIL import Image
 
 from segcli.data.sources import open_source
 
-from conftest import TINY_FCN, TINY_RCNN, set_flags
+from helpers import TINY_FCN, TINY_RCNN, set_flags
 
 SIZE = (48, 64)  # height, width
 TRAIN = ["--iters", "2", "--batch-size", "2", "--workers", "0", "--img-size", "48"]

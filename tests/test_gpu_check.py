@@ -8,7 +8,7 @@ import pytest
 
 from segcli.data.sources import open_source
 
-from conftest import REPO
+from helpers import REPO
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from segcli.engine import checkpoint
 from segcli.recipe import get_recipe
 from segcli.tasks.instance import predict_instances
 
-from conftest import TINY_RCNN, settings
+from helpers import TINY_RCNN, settings
 
 SMALL = {
     "mask_rcnn": settings({**TINY_RCNN, "min_size": 48, "max_size": 64}),
@@ -64,6 +64,7 @@ def read_video(path) -> list[np.ndarray]:
     return frames
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("recipe", "suffix", "flags", "output"), [
     ("mask_rcnn", ".mp4", ["--score-threshold", "0"], "clip_overlay.mp4"),
     ("mask_rcnn", ".avi", ["--splash"], "clip_splash.avi"),

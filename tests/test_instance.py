@@ -22,7 +22,7 @@ from segcli.engine import checkpoint
 from segcli.metrics.coco import STATS, detections_to_results
 from segcli.tasks.instance import predict_instances
 
-from conftest import TINY_RCNN, run_segcli, set_flags
+from helpers import TINY_RCNN, run_segcli, set_flags
 
 # A model small enough to train a step in seconds (the quick profile's layout, narrower).
 TINY_MODEL = set_flags({**TINY_RCNN, "min_size": 48, "max_size": 64, "rpn_proposals_train": 50,
@@ -187,6 +187,7 @@ def test_bad_coco_folder_stops_training_with_one_line(cli, tmp_path, break_it, m
     assert not list(tmp_path.glob("runs/*/*/metrics.jsonl"))  # before the first step
 
 
+@pytest.mark.slow
 def test_trains_a_step_on_a_coco_folder_with_an_empty_image(cli, tmp_path):
     root = write_labelme_folder(tmp_path / "converted")
     result = cli("train", "mask_rcnn", "--data", root, *TINY_RUN, *TINY_MODEL, "--out", "run")
@@ -203,6 +204,7 @@ def test_trains_a_step_on_a_coco_folder_with_an_empty_image(cli, tmp_path):
     assert len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_train_eval_infer_on_tiny_shapes(cli, in_tmp):
     result = cli("train", "mask_rcnn", "--img-size", "48", "--set", "shapes_train=4", "--set",
                  "shapes_val=2", *TINY_RUN, *TINY_MODEL)  # fmt: skip
@@ -254,6 +256,7 @@ def test_train_eval_infer_on_tiny_shapes(cli, in_tmp):
         assert len(found["masks"]) == len(found["scores"]) == len(found["boxes"])
 
 
+@pytest.mark.distributed
 def test_two_process_validation_equals_one_process(tmp_path):
     """torchrun (gloo): each rank predicts its share of 5 val images, the results are gathered,
     and the scores equal `segcli eval` of the same checkpoint in one process."""

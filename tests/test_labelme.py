@@ -13,7 +13,7 @@ from PIL import Image
 from segcli.data.labelme.parse import Shape, patch_extent
 from segcli.data.labelme.rasterise import MAX_RADIUS, extent_problem, paste_patch
 
-from conftest import TINY_FCN, run_segcli
+from helpers import TINY_FCN, run_segcli
 
 
 def test_group_ids_merge_and_instance_ids_follow_labelme(cli, in_tmp):

@@ -19,7 +19,7 @@ from segcli.data.labelme.plan import make_plan
 from segcli.data.labelme.worker import FileCheck
 from segcli.errors import DataError
 
-from conftest import run_segcli
+from helpers import run_segcli
 
 
 def bad_json(folder):

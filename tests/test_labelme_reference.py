@@ -23,7 +23,7 @@ from labelme_files import convert, ok, png
 from PIL import Image
 from pycocotools.coco import COCO
 
-from conftest import SHARED_DATA
+from helpers import SHARED_DATA
 
 EXAMPLES = SHARED_DATA / "labelme"
 VOC_STEMS = ("2011_000003", "2011_000006", "2011_000025")

@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import segcli
 from segcli.engine.train_log import LOGGER, ConsoleHandler
 
-from conftest import TINY_FCN, TINY_RCNN, TINY_SHAPES
+from helpers import TINY_FCN, TINY_RCNN, TINY_SHAPES
 
 TRAIN = ["train", "fcn8s", *TINY_SHAPES, *TINY_FCN, "--iters", "2", "--val-every", "1"]
 
@@ -64,6 +64,7 @@ def test_version_and_completion(cli):
     assert "--install-completion" in cli("--help").output
 
 
+@pytest.mark.slow
 def test_a_saved_config_starts_a_new_run_below_the_flags(cli, in_tmp):
     assert cli(*TRAIN, "--set", "hflip=false").exit_code == 0
     saved = in_tmp / "runs/fcn8s/1/config.yaml"
@@ -104,6 +105,7 @@ def test_python_api_semantic(in_tmp, monkeypatch):
     assert 0 <= scores["miou"] <= 1 and scores["class_names"][0] == "background"
 
 
+@pytest.mark.slow
 def test_python_api_instance(in_tmp, monkeypatch):
     monkeypatch.chdir(in_tmp)
     options = {**TINY_RCNN, "img_size": 64, "batch_size": 2, "workers": 0, "shapes_train": 4}

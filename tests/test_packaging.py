@@ -9,7 +9,7 @@ import zipfile
 
 import segcli.recipes
 
-from conftest import REPO, run_segcli
+from helpers import REPO, run_segcli
 
 
 def python_files():

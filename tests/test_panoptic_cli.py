@@ -22,7 +22,7 @@ from segcli.engine import checkpoint
 from segcli.metrics import SegMetrics
 from segcli.tasks.semantic import predict_labels
 
-from conftest import TINY_FCN, TINY_RCNN, TINY_SHAPES, set_flags
+from helpers import TINY_FCN, TINY_RCNN, TINY_SHAPES, set_flags
 
 SIZE, VAL = 32, 4  # TINY_SHAPES: the semantic run's shapes images and val count
 TINY_MASK_RCNN = set_flags({**TINY_RCNN, "rpn_proposals_train": 50, "box_batch_size": 16})

@@ -14,7 +14,7 @@ from segcli.data.panoptic import read_segment_png, save_segment_png, segments_in
 from segcli.data.panoptic import write_panoptic_json as write_json
 from segcli.data.shapes_panoptic import write_shapes_panoptic
 
-from conftest import run_segcli
+from helpers import run_segcli
 
 CATEGORIES = [
     {"id": 1, "name": "person", "isthing": 1},

@@ -8,7 +8,7 @@ from rich.console import Console
 
 from segcli import progress
 
-from conftest import TINY_FCN, TINY_SHAPES
+from helpers import TINY_FCN, TINY_SHAPES
 
 
 def plain_console() -> Console:

@@ -6,7 +6,7 @@ import torch
 from segcli import tasks
 from segcli.recipe import list_recipes
 
-from conftest import TINY_YOLACT
+from helpers import TINY_YOLACT
 
 ODD_SIZE = (67, 45)  # H, W: not a multiple of any network stride
 RECIPES = list_recipes()

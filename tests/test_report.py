@@ -18,7 +18,7 @@ from segcli.data.coco import coco_from_dict, encode_masks
 from segcli.report.worst import Lowest, image_f1, image_miou
 from segcli.viz import label_image
 
-from conftest import REPO, TINY_FCN, TINY_SHAPES
+from helpers import REPO, TINY_FCN, TINY_SHAPES
 
 H, W = 60, 80
 NAMES = {4: "<b>cat & co</b>", 9: "dog"}  # non-contiguous ids; a name that needs escaping

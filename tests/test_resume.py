@@ -7,11 +7,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from segcli.engine import checkpoint
 
-from conftest import TINY_FCN, TINY_SHAPES
+from helpers import TINY_FCN, TINY_SHAPES
 
 ITERS = 24
 TRAIN = [
@@ -62,6 +63,7 @@ def weights(path):
     return checkpoint.load(path)["model"]
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_point_then_resume_ends_identical(tmp_path):
     straight = start([*TRAIN, "--out", "straight"], tmp_path)
     assert straight.wait(timeout=300) == 0, straight.communicate()

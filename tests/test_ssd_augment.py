@@ -10,7 +10,7 @@ from segcli.data.instance import instance_train_samples
 from segcli.data.ssd_augment import MIN_IOUS, PATCH_ASPECT, PATCH_SIDE, SSDRandomCrop
 from segcli.recipe import get_recipe
 
-from conftest import TINY_SHAPES, TINY_YOLACT_FLAGS
+from helpers import TINY_SHAPES, TINY_YOLACT_FLAGS
 
 # Squares of distinct colours on black: every photometric step maps a colour to one colour (up
 # to OpenCV's SIMD rounding: TOLERANCE), and expand, crop and flip move pixels without
@@ -113,6 +113,7 @@ def test_yolact_trains_with_ssd_on_data_and_flip_on_the_quick_profile():
     assert resolve_config(get_recipe("mask_rcnn"), {"data": "coco_folder"}).augment == "flip"
 
 
+@pytest.mark.slow
 def test_train_with_ssd_augmentation_through_the_cli(cli, in_tmp):
     result = cli(
         "train", "yolact", "--iters", "2", *TINY_SHAPES, *TINY_YOLACT_FLAGS, "--set", "augment=ssd"

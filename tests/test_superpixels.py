@@ -20,7 +20,7 @@ from segcli.ops.superpixels import (
     undersegmentation_error,
 )
 
-from conftest import run_segcli, write_pair
+from helpers import run_segcli, write_pair
 
 
 def halves(size=8, cut=4, right=1):

@@ -16,7 +16,7 @@ from segcli.engine import checkpoint
 from segcli.engine.train_log import Reporter
 from segcli.progress import LINE_EVERY_S
 
-from conftest import TINY_FCN, TINY_SHAPES, run_segcli, write_pair
+from helpers import TINY_FCN, TINY_SHAPES, run_segcli, write_pair
 
 TINY = ["--iters", "1", "--batch-size", "2", "--img-size", "32", "--workers", "0", *TINY_FCN]
 

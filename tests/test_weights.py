@@ -19,7 +19,7 @@ from segcli.errors import ConfigError
 from segcli.nn.pretrained import cached_weights_path, load_pretrained
 from segcli.recipe import get_recipe
 
-from conftest import TINY_FCN, TINY_RCNN, TINY_SHAPES, set_flags
+from helpers import TINY_FCN, TINY_RCNN, TINY_SHAPES, set_flags
 
 COCO_MASK_RCNN = get_weight("MaskRCNN_ResNet50_FPN_Weights.COCO_V1")
 PREDICTORS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.")
@@ -86,6 +86,7 @@ def test_torchvision_mask_rcnn_loads_all_but_the_class_specific_layers(
     assert sorted(report.unused) == sorted(class_specific)
 
 
+@pytest.mark.slow
 def test_torchvision_name_through_the_cli_writes_weights_json(
     cli, in_tmp, coco_mask_rcnn_state, monkeypatch
 ):
@@ -176,6 +177,7 @@ def _tensors(path, prefix: str) -> dict:
     return {k: v for k, v in torch.load(path)["model"].items() if k.startswith(prefix)}
 
 
+@pytest.mark.slow
 def test_freeze_heads_keeps_the_rcnn_backbone_bit_equal(cli, in_tmp):
     """matterport's two stages: heads from the first run's weights, then everything."""
     tiny = [*TINY_SHAPES, "--img-size", "64", *set_flags(TINY_RCNN), "--set", "lr=0.01"]
@@ -205,6 +207,7 @@ def test_freeze_heads_keeps_the_rcnn_backbone_bit_equal(cli, in_tmp):
     assert any(not torch.equal(final[k], after[k]) for k in final if "weight" in k)
 
 
+@pytest.mark.slow
 def test_freeze_heads_keeps_semantic_batch_norm_statistics(cli, in_tmp):
     flags = [*TINY_SHAPES, "--set", "width=0.125", "--set", "channels=16"]
     assert cli("train", "deeplabv3", "--iters", "1", *flags).exit_code == 0
@@ -257,6 +260,7 @@ def test_img_size_is_the_network_input_size_of_instance_recipes(recipe, flags, s
         assert model.transform.min_size == (expected["min_size"],)
 
 
+@pytest.mark.slow
 def test_freeze_is_kept_on_resume(cli, in_tmp):
     flags = [*TINY_SHAPES, *TINY_FCN]
     assert cli("train", "fcn32s", "--iters", "1", *flags, "--freeze", "3").exit_code == 0
@@ -270,6 +274,7 @@ def test_freeze_is_kept_on_resume(cli, in_tmp):
     assert not torch.equal(resumed["features.17.weight"], first["features.17.weight"])  # conv4_1
 
 
+@pytest.mark.slow
 def test_second_stage_builds_the_first_stages_architecture(cli, in_tmp):
     """--weights from a segcli checkpoint of the recipe takes its model options (as a YOLO
     or Detectron2 user expects of a checkpoint), unless flags say otherwise."""

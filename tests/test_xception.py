@@ -11,7 +11,7 @@ from segcli.errors import ConfigError
 from segcli.nn.xception import WEIGHTS, WEIGHTS_FILE, AlignedXception
 from segcli.recipe import get_recipe
 
-from conftest import TINY_SHAPES
+from helpers import TINY_SHAPES
 
 H, W = 129, 97
 # timm's xception65: 39,916,312 parameters with its 2048 x 1000 ImageNet classifier (2,049,000)

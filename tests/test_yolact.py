@@ -17,7 +17,7 @@ from segcli.ops.boxes import SSD_BOX_CODER, crop_masks, grid_anchors
 from segcli.recipe import get_recipe
 from segcli.recipes.nets import yolact
 
-from conftest import TINY_SHAPES, TINY_YOLACT, TINY_YOLACT_FLAGS
+from helpers import TINY_SHAPES, TINY_YOLACT, TINY_YOLACT_FLAGS
 
 LOSSES = {"loss_cls", "loss_box", "loss_mask", "loss_semantic"}
 
@@ -245,6 +245,7 @@ def test_pretrained_backbone_only_from_the_local_cache(tmp_path, monkeypatch):
         get_recipe("yolact").build_model(4, pretrained=True, **TINY_YOLACT)
 
 
+@pytest.mark.slow
 def test_train_eval_and_video_infer_through_the_cli(cli, in_tmp):
     """`segcli train yolact` on tiny shapes, `eval --metric mask-ap`, `infer` on a video."""
     result = cli("train", "yolact", "--iters", "2", *TINY_SHAPES, *TINY_YOLACT_FLAGS)
