@@ -82,14 +82,6 @@ QUICK = {
     "workers": 1,
     "augment": "flip",
 }
-OPTIONS = {
-    "backbone": "resnet101",
-    "size": PAPER_SIZE,
-    "anchor_scales": SCALES,
-    "num_prototypes": 32,  # section 3.1 / table 2b: k = 32
-    "fpn_channels": 256,
-    "nms": "fast",
-}
 
 
 def square_resize(size: int) -> dict:
@@ -105,7 +97,6 @@ RECIPES = [
         paper=PAPER,
         model="segcli.recipes.nets.yolact:build_yolact",
         defaults=PAPER_DEFAULTS,
-        options=OPTIONS,
         quick=QUICK,
         resize_options=square_resize,
     ),
@@ -115,7 +106,7 @@ RECIPES = [
         paper=PAPER,
         model="segcli.recipes.nets.yolact:build_yolact",
         defaults=PAPER_DEFAULTS,
-        options={**OPTIONS, "backbone": "resnet50"},
+        option_overrides={"backbone": "resnet50"},
         quick=QUICK,
         resize_options=square_resize,
     ),
