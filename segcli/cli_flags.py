@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import inspect
-import types
-import typing
 from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
-from segcli.config import FLAGS, HINTS, flag_name
+from segcli.config import FLAGS, HINTS
+from segcli.settings import flag_name, non_optional
 
 
 def flag_parameters() -> list[inspect.Parameter]:
@@ -18,8 +17,9 @@ def flag_parameters() -> list[inspect.Parameter]:
     typer.Option(...)] = None`, where None means "not given" (config.resolve_config)."""
     parameters = []
     for key, help_text in FLAGS.items():
-        kind = _value_type(HINTS[key])
-        spelling = f"{flag_name(key)}/--no-{flag_name(key)[2:]}" if kind is bool else flag_name(key)
+        kind = non_optional(HINTS[key])
+        name = flag_name(key)
+        spelling = f"{name}/--no-{name[2:]}" if kind is bool else name
         option = typer.Option(spelling, help=help_text)
         annotation = Annotated[kind | None, option]
         keyword = inspect.Parameter.KEYWORD_ONLY
@@ -37,10 +37,3 @@ def with_setting_flags(command: Callable) -> Callable:
     parameters = [*arguments, *flag_parameters(), *options]
     command.__signature__ = signature.replace(parameters=parameters)
     return command
-
-
-def _value_type(hint: typing.Any) -> type:
-    """`int | None` -> int; `str` -> str."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
-    return hint

@@ -1,8 +1,8 @@
 """Training configuration: one frozen dataclass, resolved in one place.
 
-Each field of TrainConfig is the one declaration of its setting: its type and default, its
-Rule and, for the settings `segcli train` takes as flags, the flag's help (segcli.cli_flags
-makes the options from it).
+Each field of TrainConfig is the one declaration of its setting (segcli.settings): its type
+and default, its Rule and, for the settings `segcli train` takes as flags, the flag's help
+(segcli.cli_flags makes the options from it).
 
 Precedence, lowest first: TrainConfig defaults < the recipe's paper defaults < its later-stage
 settings (runs from an earlier stage's --weights) < the recipe's quick profile (built-in shapes
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,50 +21,9 @@ from typing import Any
 
 from segcli.errors import ConfigError, DataError, did_you_mean
 from segcli.recipe import Recipe
+from segcli.settings import Rule, coerce, flag, flag_name, setting
 
 BUILTIN_DATA = "shapes"
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What values a setting takes beyond its type: at least `low`, above `above`, at most
-    `high` (every element of a tuple), or one of `choices`."""
-
-    low: float | None = None
-    above: float | None = None
-    high: float | None = None
-    choices: tuple = ()
-
-    def problem(self, value: Any) -> str | None:
-        for item in value if isinstance(value, tuple) else (value,):
-            if item is None:
-                continue
-            if self.choices and item not in self.choices:
-                return f"expected one of {', '.join(self.choices)}" + did_you_mean(
-                    str(item), self.choices
-                )
-            if self.low is not None and item < self.low:
-                return f"must be at least {self.low:g}"
-            if self.above is not None and item <= self.above:
-                return f"must be greater than {self.above:g}"
-            if self.high is not None and item > self.high:
-                return f"must be at most {self.high:g}"
-        return None
-
-
-def setting(default: Any, **rule: Any) -> Any:
-    """A TrainConfig field with its Rule, set by `--set`, a config file or a recipe."""
-    return field(default=default, metadata={"rule": Rule(**rule)})
-
-
-def flag(default: Any, help: str, **rule: Any) -> Any:
-    """A setting that is also a `segcli train` flag (`--batch-size`; a bool: `--amp/--no-amp`)
-    with this `help`."""
-    return field(default=default, metadata={"rule": Rule(**rule), "flag_help": help})
-
-
-def flag_name(key: str) -> str:
-    return "--" + key.replace("_", "-")
 
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
@@ -243,9 +201,9 @@ def merge_layers(recipe: Recipe, layers: Sequence[tuple[str, Mapping[str, Any]]]
     for _, layer in layers:
         for key, value in layer.items():
             if key in recipe.options:
-                options[key] = _coerce(key, value, type(recipe.options[key]), recipe.options[key])
+                options[key] = coerce(key, value, type(recipe.options[key]), recipe.options[key])
             elif key in FIELDS:
-                values[key] = _coerce(key, value, HINTS[key], FIELDS[key].default)
+                values[key] = coerce(key, value, HINTS[key], FIELDS[key].default)
             else:
                 raise ConfigError(_unknown_key(key, recipe))
     check_freeze(values.get("freeze", "none"))
@@ -283,7 +241,7 @@ def with_resize_options(layer: Mapping[str, Any], recipe: Recipe) -> Mapping[str
     that size (the recipe's `resize_options`), unless the layer sets them itself."""
     if recipe.resize_options is None or "img_size" not in layer:
         return layer
-    size = _coerce("img_size", layer["img_size"], int, None)
+    size = coerce("img_size", layer["img_size"], int, None)
     return {**recipe.resize_options(size), **layer}
 
 
@@ -318,7 +276,7 @@ def parse_field_sets(sets: Iterable[str], allowed: Sequence[str], command: str) 
         if key not in allowed:
             hint = did_you_mean(key, allowed)
             raise ConfigError(f"--set {key}: {command} takes {', '.join(allowed)}{hint}")
-        parsed[key] = _coerce(key, _literal(raw), HINTS[key], FIELDS[key].default)
+        parsed[key] = coerce(key, _literal(raw), HINTS[key], FIELDS[key].default)
     return parsed
 
 
@@ -345,7 +303,7 @@ def parse_model_sets(sets: Iterable[str], recipe: Recipe) -> dict[str, Any]:
         if key not in recipe.options:
             known = ", ".join(recipe.options) or "none"
             raise ConfigError(f"--set {key}: only model options can change here ({known})")
-        options[key] = _coerce(key, value, type(recipe.options[key]), recipe.options[key])
+        options[key] = coerce(key, value, type(recipe.options[key]), recipe.options[key])
     return options
 
 
@@ -373,39 +331,3 @@ def _unknown_key(key: str, recipe: Recipe) -> str:
         return f"unknown setting '{key}' for recipe {recipe.name}; did you mean {ALIASES[key]}?"
     hint = did_you_mean(key, sorted([*FIELDS, *recipe.options]))
     return f"unknown setting '{key}' for recipe {recipe.name}{hint}"
-
-
-def _coerce(key: str, value: Any, hint: Any, default: Any) -> Any:
-    """Check `value` against the declared type; convert where it is unambiguous."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() == "none"):
-            return None
-        return _coerce(key, value, args[0], default)
-    if origin is tuple or hint is tuple:
-        if not isinstance(value, (list, tuple)):
-            value = (value,)
-        inner = typing.get_args(hint)[:1] or [type(default[0]) if default else float]
-        return tuple(_coerce(key, v, inner[0], None) for v in value)
-    if hint is bool:
-        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1"):
-            return True
-        if isinstance(value, str) and value.lower() in ("false", "no", "off", "0"):
-            return False
-        if isinstance(value, bool) or value in (0, 1):
-            return bool(value)
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif hint is str:
-        return str(value)
-    elif hint is type(None) or isinstance(value, hint):
-        return value
-    name = getattr(hint, "__name__", str(hint))
-    raise ConfigError(f"setting '{key}': expected {name}, got {value!r}")
