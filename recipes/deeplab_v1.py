@@ -51,10 +51,6 @@ TRAINING = {
     "scale_range": (1.0, 1.0),
     "hflip": True,
 }
-# Section 5 (Field of View), table 2 (DeepLab-CRF-LargeFOV): fc6 3x3 at rate 12, 1024 channels.
-# subsampled_loss is off in the network's own build (the TRAINING defaults turn it on), so a
-# model built from its options alone returns input-size logits in both modes.
-OPTIONS = {"width": 1.0, "fc_channels": 1024, "fc6_dilation": 12, "subsampled_loss": False}
 # Built-in shapes only (not the paper): VGG16 at quarter width with 256-channel fc6/fc7, Adam
 # with poly decay and no 10x classifier rate, loss at full resolution (at 64 px, the stride-8
 # scores are 8 x 8); see the README's quick profiles.
@@ -81,7 +77,6 @@ RECIPES = [
         paper=PAPER,
         model="segcli.recipes.nets.deeplab_v1:DeepLabLargeFOV",
         defaults=TRAINING,
-        options=OPTIONS,
         quick=QUICK,
         loss="segcli.nn.subsampled:subsampled_cross_entropy",
     )

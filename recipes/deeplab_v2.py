@@ -52,16 +52,6 @@ TRAINING = {
     "scale_range": (0.5, 1.5),
     "hflip": True,
 }
-# Section 4.1 (table 4): ResNet-101 with ASPP-L (rates 6, 12, 18, 24).
-# frozen_bn and subsampled_loss are off in the network's own build: the pretrained start and
-# the TRAINING defaults turn them on.
-OPTIONS = {
-    "backbone": "resnet101",
-    "rates": (6, 12, 18, 24),
-    "width": 1.0,
-    "frozen_bn": False,
-    "subsampled_loss": False,
-}
 # The released prototxt's batch norm: ImageNet statistics, no training (see the docstring).
 PRETRAINED = {"frozen_bn": True}
 # Built-in shapes only (not the paper): a half-width ResNet-18, no random rescaling, Adam
@@ -89,7 +79,6 @@ RECIPES = [
         paper=PAPER,
         model="segcli.recipes.nets.deeplab_v2:DeepLabV2",
         defaults=TRAINING,
-        options=OPTIONS,
         quick=QUICK,
         loss="segcli.nn.subsampled:subsampled_cross_entropy",
         pretrained_options=PRETRAINED,

@@ -37,16 +37,6 @@ TRAINING = {
     "scale_range": (0.5, 2.0),
     "hflip": True,
 }
-# Section 3.2 (multi-grid), 3.3 (ASPP rates at output stride 16, 256 filters), 4.1 (training
-# at output stride 16), 4.3 (ResNet-101).
-OPTIONS = {
-    "backbone": "resnet101",
-    "output_stride": 16,
-    "multi_grid": (1, 2, 4),
-    "aspp_rates": (6, 12, 18),
-    "width": 1.0,
-    "channels": 256,
-}
 # Built-in shapes only (not the paper): a quarter-width ResNet-18 at output stride 8 (at 16, a
 # 64 px image leaves 4x4 logits), no random rescaling, Adam; see the README's quick profiles.
 QUICK = {
@@ -72,7 +62,6 @@ RECIPES = [
         paper=PAPER,
         model="segcli.recipes.nets.deeplab_v3:DeepLabV3",
         defaults=TRAINING,
-        options=OPTIONS,
         quick=QUICK,
     )
 ]

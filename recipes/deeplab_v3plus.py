@@ -20,7 +20,6 @@ multi-grid (DeepLab's is ResNet-only).
 from __future__ import annotations
 
 from segcli.recipe import Recipe
-from segcli.recipes.deeplab_v3 import OPTIONS as V3_OPTIONS
 from segcli.recipes.deeplab_v3 import QUICK as V3_QUICK
 from segcli.recipes.deeplab_v3 import TRAINING as V3_TRAINING
 
@@ -33,11 +32,8 @@ PAPER = (
 # Section 4: "the same training protocol as in [DeepLab v3]" (poly 0.9 from 0.007, crop 513,
 # batch 16 with batch norm fine-tuned, output stride 16, random scaling 0.5-2.0 and flipping).
 TRAINING = dict(V3_TRAINING)
-# Section 3.1 (encoder = DeepLab v3; atrous separable convolution), 3.2 (Xception-65), 4.1 /
-# table 1 (48 low-level channels), 4.3 / table 5 (Xception-65 with separable ASPP and decoder).
-OPTIONS = {**V3_OPTIONS, "backbone": "xception65", "separable": True, "low_level_channels": 48}
 # Section 4.2 / table 3: ResNet-101 with the plain decoder.
-OPTIONS_R101 = {**OPTIONS, "backbone": "resnet101", "separable": False}
+R101 = {"backbone": "resnet101", "separable": False}
 # Built-in shapes only (not the paper): v3's quick profile with a half-width ResNet-18 and a
 # 128-channel ASPP and decoder at output stride 16 (the decoder recovers the detail that v3
 # needs stride 8 for); see the README's quick profiles.
@@ -50,7 +46,6 @@ RECIPES = [
         paper=PAPER,
         model="segcli.recipes.nets.deeplab_v3plus:DeepLabV3Plus",
         defaults=TRAINING,
-        options=OPTIONS,
         quick=QUICK,
     ),
     Recipe(
@@ -59,7 +54,7 @@ RECIPES = [
         paper=PAPER,
         model="segcli.recipes.nets.deeplab_v3plus:DeepLabV3Plus",
         defaults=TRAINING,
-        options=OPTIONS_R101,
+        option_overrides=R101,
         quick=QUICK,
     ),
 ]

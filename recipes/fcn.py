@@ -81,11 +81,7 @@ QUICK = {
     "val_every": 1000,
     "skip_scale": False,
 }
-# skip_scale is off in the network's own build, so checkpoints saved before the option existed
-# (all trained without it) load as they were trained; the recipe defaults turn it on.
-OPTIONS = {"width": 1.0, "fc_channels": 4096, "skip_scale": False}
 QUICK_32S = {k: v for k, v in QUICK.items() if k != "skip_scale"}
-OPTIONS_32S = {k: v for k, v in OPTIONS.items() if k != "skip_scale"}
 
 RECIPES = [
     Recipe(
@@ -94,7 +90,6 @@ RECIPES = [
         paper=PAPER,
         model="segcli.recipes.nets.fcn:build_fcn32s",
         defaults=PAPER_DEFAULTS,
-        options=OPTIONS_32S,
         quick=QUICK_32S,
     ),
     *(
@@ -104,7 +99,6 @@ RECIPES = [
             paper=PAPER,
             model=f"segcli.recipes.nets.fcn:build_fcn{stride}s",
             defaults=_at_once(stages),
-            options=OPTIONS,
             quick=QUICK,
             from_weights=LATER_STAGE,
         )

@@ -27,22 +27,6 @@ def rcnn_resize(size: int) -> dict[str, int]:
     return {"min_size": size, "max_size": round(size * 1333 / 800)}
 
 
-# Section 3.1 (Implementation Details, "Training" and "Inference") unless noted.
-OPTIONS = {
-    "backbone": "resnet50",  # ResNet-50-FPN; --set backbone=resnet101 for R-101-FPN
-    "fpn_channels": 256,  # the FPN paper's d = 256 channels in every pyramid level
-    "min_size": 800,  # "images are resized such that their scale (shorter edge) is 800 pixels"
-    "max_size": 1333,  # the long-side cap of the reference Detectron configs
-    "anchor_sizes": (32, 64, 128, 256, 512),  # "5 scales and 3 aspect ratios, following FPN"
-    "rpn_proposals_train": 2000,  # FPN paper section 5.1: 2000 proposals per image in training
-    "rpn_proposals_test": 1000,  # "the proposal number is 1000 for FPN" at test time
-    "box_batch_size": 512,  # "N is 64 for the C4 backbone and 512 for FPN", 1:3 pos:neg
-    "box_head_channels": 1024,  # Figure 4 (right): the FPN box head's two 1024-d fc layers
-    "mask_head_channels": 256,  # Figure 4 (right): four 3x3 convs of 256 channels, 28x28 output
-    # Section 3.1 starts from ImageNet weights with frozen batch norm (Detectron's
-    # FrozenBN); set by PRETRAINED for --pretrained and --weights, trainable from scratch.
-    "frozen_bn": False,
-}
 # A run that starts from ImageNet or COCO weights keeps their batch norm statistics, as
 # torchvision's own pretrained Mask R-CNN does (batches of 1-2 images would spoil them).
 PRETRAINED = {"frozen_bn": True}
@@ -103,7 +87,6 @@ RECIPES = [
         paper=PAPER,
         model="segcli.recipes.nets.mask_rcnn:build_mask_rcnn",
         defaults=PAPER_DEFAULTS,
-        options=OPTIONS,
         quick=QUICK,
         resize_options=rcnn_resize,
         pretrained_options=PRETRAINED,

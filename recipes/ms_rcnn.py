@@ -25,7 +25,7 @@ lies there; mask scores stay non-negative); initialisation follows mmdetection's
 from __future__ import annotations
 
 from segcli.recipe import Recipe
-from segcli.recipes.mask_rcnn import OPTIONS, PAPER_DEFAULTS, PRETRAINED, QUICK, rcnn_resize
+from segcli.recipes.mask_rcnn import PAPER_DEFAULTS, PRETRAINED, QUICK, rcnn_resize
 
 PAPER = "Mask Scoring R-CNN (arXiv:1903.00241)"
 
@@ -47,7 +47,6 @@ RECIPES = [
         paper=PAPER,
         model="segcli.recipes.nets.ms_rcnn:build_ms_rcnn",
         defaults=DEFAULTS,
-        options=OPTIONS,
         quick=QUICK,
         resize_options=rcnn_resize,
         pretrained_options=PRETRAINED,

@@ -59,7 +59,6 @@ RECIPES = [
         paper=PAPER,
         model="segcli.recipes.nets.unet:build_unet",
         defaults=PAPER_DEFAULTS,
-        options={"base": 64},
         quick=QUICK,
         loss="segcli.recipes.nets.unet:weighted_cross_entropy",
     ),

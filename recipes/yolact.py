@@ -82,14 +82,6 @@ QUICK = {
     "workers": 1,
     "augment": "flip",
 }
-OPTIONS = {
-    "backbone": "resnet101",
-    "size": PAPER_SIZE,
-    "anchor_scales": SCALES,
-    "num_prototypes": 32,  # section 3.1 / table 2b: k = 32
-    "fpn_channels": 256,
-    "nms": "fast",
-}
 
 
 # Section 5 (table 2a): Fast NMS against the standard NMS it replaces, for `benchmark --compare`.
@@ -120,7 +112,6 @@ RECIPES = [
         paper=PAPER,
         model="segcli.recipes.nets.yolact:build_yolact",
         defaults=PAPER_DEFAULTS,
-        options=OPTIONS,
         quick=QUICK,
         resize_options=square_resize,
         variants=VARIANTS,
@@ -131,7 +122,7 @@ RECIPES = [
         paper=PAPER,
         model="segcli.recipes.nets.yolact:build_yolact",
         defaults=PAPER_DEFAULTS,
-        options={**OPTIONS, "backbone": "resnet50"},
+        option_overrides={"backbone": "resnet50"},
         quick=QUICK,
         resize_options=square_resize,
         variants=VARIANTS,

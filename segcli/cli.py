@@ -6,12 +6,12 @@ import functools
 import math
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from segcli.cli_flags import with_setting_flags
 from segcli.errors import SegcliError
 from segcli.progress import shown_on
 from segcli.torch_files import check_torch_file
@@ -79,72 +79,17 @@ class Metric(str, Enum):
 @user_errors
 def recipes_command():
     """List the recipes: name, task, paper, parameters (VOC 21 / COCO 81 classes)."""
-    from segcli.recipe import list_recipes
+    from segcli.commands.recipes import recipes_table
 
-    table = Table(title="segcli recipes")
-    for column in ("name", "task", "paper", "parameters"):
-        table.add_column(column, justify="right" if column == "parameters" else "left")
-    for recipe in list_recipes():
-        table.add_row(
-            recipe.name, recipe.task, recipe.paper, f"{recipe.count_parameters() / 1e6:.1f}M"
-        )
-    console.print(table)
+    console.print(recipes_table())
 
 
 @app.command("train")
 @user_errors
+@with_setting_flags  # --data, --epochs, ...: the TrainConfig fields declared with flag()
 def train_command(
     recipe: Annotated[str, typer.Argument(help="Recipe name (see `segcli recipes`).")],
-    data: Annotated[
-        str | None, typer.Option(help="Dataset folder; default: built-in shapes.")
-    ] = None,
-    epochs: Annotated[
-        int | None, typer.Option(help="Epochs (ignored when --iters is given).")
-    ] = None,
-    iters: Annotated[int | None, typer.Option(help="Optimizer steps; overrides --epochs.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per step and process.")] = None,
-    img_size: Annotated[
-        int | None,
-        typer.Option(help="Training crop (semantic); the network's input size (instance)."),
-    ] = None,
-    lr: Annotated[float | None, typer.Option(help="Base learning rate.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = None,
-    amp: Annotated[
-        bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (CUDA).")
-    ] = None,
-    workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
-    out: Annotated[str | None, typer.Option(help="Run folder; default runs/<recipe>/<n>.")] = None,
-    save_every: Annotated[
-        int | None, typer.Option(help="Write last.pt every N iterations.")
-    ] = None,
-    val_every: Annotated[
-        int | None, typer.Option(help="Validate every N iterations (0: per epoch).")
-    ] = None,
-    resume: Annotated[
-        str | None, typer.Option(help="auto (the --out run) or a last.pt path.")
-    ] = None,
-    weights: Annotated[
-        str | None,
-        typer.Option(
-            help="Initial weights: a segcli checkpoint, a state dict file, or torchvision:NAME "
-            "(e.g. torchvision:maskrcnn_resnet50_fpn); tensors of another shape are skipped."
-        ),
-    ] = None,
-    pretrained: Annotated[
-        bool | None,
-        typer.Option(
-            "--pretrained/--no-pretrained",
-            help="ImageNet backbone (downloaded into the torch cache unless SEGCLI_OFFLINE=1).",
-        ),
-    ] = None,
-    freeze: Annotated[
-        str | None,
-        typer.Option(
-            help="none, heads (train only what follows the backbone body) or N (the first N "
-            "backbone stages, 1 = the stem)."
-        ),
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    *,
     set_: Annotated[list[str] | None, typer.Option("--set", help="key=value overrides.")] = None,
     config: Annotated[
         Path | None,
@@ -158,36 +103,14 @@ def train_command(
             "--show-config", help="Print every setting, its value and its origin; train nothing."
         ),
     ] = False,
+    **flags: Any,
 ):
     """Train RECIPE (no --data: on the built-in shapes data)."""
     from segcli.commands import train
     from segcli.recipe import get_recipe
 
-    chosen = get_recipe(recipe)
-    flags = dict(
-        data=data,
-        epochs=epochs,
-        iters=iters,
-        batch_size=batch_size,
-        img_size=img_size,
-        lr=lr,
-        device=device,
-        amp=amp,
-        workers=workers,
-        out=out,
-        save_every=save_every,
-        val_every=val_every,
-        resume=resume,
-        weights=weights,
-        pretrained=pretrained,
-        freeze=freeze,
-        seed=seed,
-        config=config,
-    )
-    if show_config:
-        train.show_config(chosen, flags, set_ or [], console)
-    else:
-        train.train(chosen, flags, set_ or [], console)
+    run = train.show_config if show_config else train.train
+    run(get_recipe(recipe), {**flags, "config": config}, set_ or [], console)
 
 
 CRF_HELP = "Dense CRF refinement (DeepLab v1/v2); needs the crf extra (pydensecrf2)."

@@ -1,5 +1,9 @@
 """Training configuration: one frozen dataclass, resolved in one place.
 
+Each field of TrainConfig is the one declaration of its setting (segcli.settings): its type
+and default, its Rule and, for the settings `segcli train` takes as flags, the flag's help
+(segcli.cli_flags makes the options from it).
+
 Precedence, lowest first: TrainConfig defaults < the recipe's paper defaults < its later-stage
 settings (runs from an earlier stage's --weights) < the recipe's quick profile (built-in shapes
 data only, unless resolve_config is told quick=False) < command-line flags < `--set key=value`.
@@ -9,50 +13,17 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import difflib
-import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segcli.errors import ConfigError, DataError
+from segcli.errors import ConfigError, DataError, did_you_mean
 from segcli.recipe import Recipe
+from segcli.settings import Rule, coerce, flag, flag_name, setting
 
 BUILTIN_DATA = "shapes"
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What values a setting takes beyond its type: at least `low`, above `above`, at most
-    `high` (every element of a tuple), or one of `choices`."""
-
-    low: float | None = None
-    above: float | None = None
-    high: float | None = None
-    choices: tuple = ()
-
-    def problem(self, value: Any) -> str | None:
-        for item in value if isinstance(value, tuple) else (value,):
-            if item is None:
-                continue
-            if self.choices and item not in self.choices:
-                return f"expected one of {', '.join(self.choices)}" + close_match_hint(
-                    str(item), self.choices
-                )
-            if self.low is not None and item < self.low:
-                return f"must be at least {self.low:g}"
-            if self.above is not None and item <= self.above:
-                return f"must be greater than {self.above:g}"
-            if self.high is not None and item > self.high:
-                return f"must be at most {self.high:g}"
-        return None
-
-
-def setting(default: Any, **rule: Any) -> Any:
-    """A TrainConfig field with its Rule."""
-    return field(default=default, metadata={"rule": Rule(**rule)})
 
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
@@ -65,14 +36,16 @@ class TrainConfig:
     """Everything a training run depends on; saved with the run and inside every checkpoint."""
 
     recipe: str
-    data: str = BUILTIN_DATA
+    data: str = flag(BUILTIN_DATA, "Dataset folder; default: built-in shapes.")
     num_classes: int | None = setting(None, low=1)  # None: from the dataset
-    epochs: int = setting(1, low=1)
-    iters: int | None = setting(None, low=1)  # optimizer steps; overrides epochs
-    batch_size: int = setting(8, low=1)
-    img_size: int = setting(512, low=32)  # training crop (semantic); network input (instance)
+    epochs: int = flag(1, "Epochs (ignored when --iters is given).", low=1)
+    iters: int | None = flag(None, "Optimizer steps; overrides --epochs.", low=1)
+    batch_size: int = flag(8, "Images per step and process.", low=1)
+    img_size: int = flag(
+        512, "Training crop (semantic); the network's input size (instance).", low=32
+    )
     optimizer: str = setting("sgd", choices=OPTIMIZERS)
-    lr: float = setting(0.01, above=0)
+    lr: float = flag(0.01, "Base learning rate.", above=0)
     # > 0: `lr` is for this many images per step and is scaled linearly to the actual batch
     # (batch size x accumulate x processes), Goyal et al. arXiv:1706.02677; 0: used as given
     lr_batch_size: int = setting(0, low=0)
@@ -92,20 +65,32 @@ class TrainConfig:
     augment: str = setting("flip", choices=AUGMENTS)  # instance recipes
     accumulate: int = setting(1, low=1)  # micro-batches per optimizer step
     grad_clip: float = setting(0.0, low=0)  # max gradient norm; 0 disables
-    device: str = "auto"
-    amp: bool = True  # CUDA only: bf16 where supported, else fp16 with a GradScaler
+    device: str = flag("auto", "auto, cpu, cuda, cuda:N or mps.")
+    # CUDA only: bf16 where supported, else fp16 with a GradScaler
+    amp: bool = flag(True, "Mixed precision (CUDA).")
     channels_last: bool = False
     compile: bool = False
-    workers: int = setting(2, low=0)
-    out: str | None = None
-    save_every: int = setting(500, low=0)
-    val_every: int = setting(0, low=0)  # iterations; 0: at the end of every epoch and of training
+    workers: int = flag(2, "DataLoader worker processes.", low=0)
+    out: str | None = flag(None, "Run folder; default runs/<recipe>/<n>.")
+    save_every: int = flag(500, "Write last.pt every N iterations.", low=0)
+    # iterations; 0: at the end of every epoch and of training
+    val_every: int = flag(0, "Validate every N iterations (0: per epoch).", low=0)
     log_every: int = setting(10, low=1)
-    resume: str | None = None
-    weights: str | None = None
-    pretrained: bool = False
-    freeze: str = "none"  # none | heads | N (the first N backbone stages): engine/freeze.py
-    seed: int = setting(0, low=0)
+    resume: str | None = flag(None, "auto (the --out run) or a last.pt path.")
+    weights: str | None = flag(
+        None,
+        "Initial weights: a segcli checkpoint, a state dict file, or torchvision:NAME "
+        "(e.g. torchvision:maskrcnn_resnet50_fpn); tensors of another shape are skipped.",
+    )
+    pretrained: bool = flag(
+        False, "ImageNet backbone (downloaded into the torch cache unless SEGCLI_OFFLINE=1)."
+    )
+    freeze: str = flag(  # engine/freeze.py; checked by check_freeze
+        "none",
+        "none, heads (train only what follows the backbone body) or N (the first N "
+        "backbone stages, 1 = the stem).",
+    )
+    seed: int = flag(0, "Random seed.", low=0)
     ignore_index: int = setting(255, low=0, high=65535)
     binary: bool = False  # masks of 0/255 mean background/foreground
     via_attribute: str | None = None  # VIA data: the region attribute holding the class
@@ -123,7 +108,8 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name not in ("recipe", "model")}
-_HINTS = typing.get_type_hints(TrainConfig)
+HINTS = typing.get_type_hints(TrainConfig)
+FLAGS = {name: f.metadata["flag_help"] for name, f in FIELDS.items() if "flag_help" in f.metadata}
 
 
 def resolve_config(
@@ -215,9 +201,9 @@ def merge_layers(recipe: Recipe, layers: Sequence[tuple[str, Mapping[str, Any]]]
     for _, layer in layers:
         for key, value in layer.items():
             if key in recipe.options:
-                options[key] = _coerce(key, value, type(recipe.options[key]), recipe.options[key])
+                options[key] = coerce(key, value, type(recipe.options[key]), recipe.options[key])
             elif key in FIELDS:
-                values[key] = _coerce(key, value, _HINTS[key], FIELDS[key].default)
+                values[key] = coerce(key, value, HINTS[key], FIELDS[key].default)
             else:
                 raise ConfigError(_unknown_key(key, recipe))
     check_freeze(values.get("freeze", "none"))
@@ -240,7 +226,7 @@ def _check_rules(values: Mapping[str, Any], flags: Mapping[str, Any]) -> None:
     for key, value in values.items():
         problem = FIELDS[key].metadata.get("rule", Rule()).problem(value)
         if problem:
-            given = f"--{key.replace('_', '-')} {value}" if key in flags else f"{key}={value!r}"
+            given = f"{flag_name(key)} {value}" if key in flags else f"{key}={value!r}"
             raise ConfigError(f"{given}: {problem}")
 
 
@@ -255,7 +241,7 @@ def with_resize_options(layer: Mapping[str, Any], recipe: Recipe) -> Mapping[str
     that size (the recipe's `resize_options`), unless the layer sets them itself."""
     if recipe.resize_options is None or "img_size" not in layer:
         return layer
-    size = _coerce("img_size", layer["img_size"], int, None)
+    size = coerce("img_size", layer["img_size"], int, None)
     return {**recipe.resize_options(size), **layer}
 
 
@@ -288,9 +274,9 @@ def parse_field_sets(sets: Iterable[str], allowed: Sequence[str], command: str) 
         if raw is None or not key:
             raise ConfigError(f"--set '{item}': expected key=value")
         if key not in allowed:
-            hint = close_match_hint(key, allowed)
+            hint = did_you_mean(key, allowed)
             raise ConfigError(f"--set {key}: {command} takes {', '.join(allowed)}{hint}")
-        parsed[key] = _coerce(key, _literal(raw), _HINTS[key], FIELDS[key].default)
+        parsed[key] = coerce(key, _literal(raw), HINTS[key], FIELDS[key].default)
     return parsed
 
 
@@ -309,16 +295,6 @@ def split_setting(item: str) -> tuple[str, str | None]:
     return key.strip().replace("-", "_"), raw if sep else None
 
 
-def close_match_hint(key: str, known: Sequence[str], n: int = 3, list_known: bool = False) -> str:
-    """The end of an error message about an unknown `key`: `; did you mean a, b?` naming up to
-    `n` of `known` close to it; when none is, `; known: ...` listing them all if `list_known`,
-    else nothing."""
-    close = difflib.get_close_matches(key, known, n=n, cutoff=0.6)
-    if close:
-        return f"; did you mean {', '.join(close)}?"
-    return f"; known: {', '.join(known)}" if list_known else ""
-
-
 def parse_model_sets(sets: Iterable[str], recipe: Recipe) -> dict[str, Any]:
     """`key=value` strings naming only the recipe's model options (`segcli eval --set
     output_stride=8`), checked against the options' types."""
@@ -327,7 +303,7 @@ def parse_model_sets(sets: Iterable[str], recipe: Recipe) -> dict[str, Any]:
         if key not in recipe.options:
             known = ", ".join(recipe.options) or "none"
             raise ConfigError(f"--set {key}: only model options can change here ({known})")
-        options[key] = _coerce(key, value, type(recipe.options[key]), recipe.options[key])
+        options[key] = coerce(key, value, type(recipe.options[key]), recipe.options[key])
     return options
 
 
@@ -353,41 +329,5 @@ ALIASES = {
 def _unknown_key(key: str, recipe: Recipe) -> str:
     if key in ALIASES:
         return f"unknown setting '{key}' for recipe {recipe.name}; did you mean {ALIASES[key]}?"
-    hint = close_match_hint(key, sorted([*FIELDS, *recipe.options]))
+    hint = did_you_mean(key, sorted([*FIELDS, *recipe.options]))
     return f"unknown setting '{key}' for recipe {recipe.name}{hint}"
-
-
-def _coerce(key: str, value: Any, hint: Any, default: Any) -> Any:
-    """Check `value` against the declared type; convert where it is unambiguous."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() == "none"):
-            return None
-        return _coerce(key, value, args[0], default)
-    if origin is tuple or hint is tuple:
-        if not isinstance(value, (list, tuple)):
-            value = (value,)
-        inner = typing.get_args(hint)[:1] or [type(default[0]) if default else float]
-        return tuple(_coerce(key, v, inner[0], None) for v in value)
-    if hint is bool:
-        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1"):
-            return True
-        if isinstance(value, str) and value.lower() in ("false", "no", "off", "0"):
-            return False
-        if isinstance(value, bool) or value in (0, 1):
-            return bool(value)
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif hint is str:
-        return str(value)
-    elif hint is type(None) or isinstance(value, hint):
-        return value
-    name = getattr(hint, "__name__", str(hint))
-    raise ConfigError(f"setting '{key}': expected {name}, got {value!r}")

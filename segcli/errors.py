@@ -1,5 +1,8 @@
 """User-facing errors: one line naming the file or key and the problem, exit code 2."""
 
+import difflib
+from collections.abc import Iterable
+
 ORIGINAL_TRACEBACK = "Original Traceback"
 
 
@@ -25,3 +28,16 @@ class DataError(SegcliError):
 
 class ConfigError(SegcliError):
     """An unknown recipe, option or `--set` key, or a value of the wrong type."""
+
+
+def did_you_mean(
+    name: str, known: Iterable[str], n: int = 3, cutoff: float = 0.6, list_known: bool = False
+) -> str:
+    """The end of an error message about an unknown `name`: `; did you mean a, b?` naming up to
+    `n` of `known` close to it (difflib's ratio at least `cutoff`); when none is, `; known:
+    ...` listing them all if `list_known`, else nothing."""
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=n, cutoff=cutoff)
+    if close:
+        return f"; did you mean {', '.join(close)}?"
+    return f"; known: {', '.join(known)}" if list_known else ""

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from segcli.errors import ConfigError
+from segcli.builder_options import builder_options
+from segcli.errors import ConfigError, did_you_mean
 
 TASKS = ("semantic", "instance")
 # Class counts used to describe a recipe (parameter counts, benchmarks): PASCAL VOC and COCO.
@@ -24,7 +24,9 @@ class Recipe:
     model: "module:function" of build_model(num_classes, pretrained=False, **options) ->
         nn.Module (segcli.recipes.nets.<paper>); `build_model` imports it.
     defaults: the paper's training settings (TrainConfig fields), each cited where it is set.
-    options: build_model's keyword options (backbone, output_stride, ...) and their defaults.
+    option_overrides: build_model options whose value for this recipe is not the one in
+        build_model's signature (deeplabv3plus_r101's ResNet-101 backbone); `options` holds
+        them with the signature's defaults.
     quick: overrides (fields or options) for the built-in shapes data, so a laptop CPU trains
         the recipe in minutes; never applied to user data.
     loss: "module:function" of criterion(outputs, target, ignore_index) -> dict of named
@@ -48,7 +50,7 @@ class Recipe:
     paper: str
     model: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    options: Mapping[str, Any] = field(default_factory=dict)
+    option_overrides: Mapping[str, Any] = field(default_factory=dict)
     quick: Mapping[str, Any] = field(default_factory=dict)
     loss: str | None = None
     resize_options: Callable[[int], dict[str, Any]] | None = None
@@ -59,6 +61,17 @@ class Recipe:
     @property
     def build_model(self) -> Callable[..., Any]:
         return load_object(self.model)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """build_model's keyword options (backbone, output_stride, ...) and this recipe's
+        values: the signature's defaults, read without importing torch (segcli.builder_options),
+        and `option_overrides`."""
+        options = builder_options(self.model)
+        unknown = set(self.option_overrides) - set(options)
+        if unknown:
+            raise ValueError(f"recipe {self.name}: {self.model} takes no {', '.join(unknown)}")
+        return {**options, **self.option_overrides}
 
     @property
     def criterion(self) -> Callable[..., dict] | None:
@@ -106,6 +119,5 @@ def get_recipe(name: str) -> Recipe:
     key = _normalise(name)
     if key in by_name:
         return by_name[key]
-    close = difflib.get_close_matches(key, by_name, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(by_name)}"
+    hint = did_you_mean(key, by_name, cutoff=0.5, list_known=True)
     raise ConfigError(f"unknown recipe '{name}'{hint}")

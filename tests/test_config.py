@@ -13,10 +13,9 @@ def dummy_recipe(**kw):
         name="dummy",
         task="semantic",
         paper="p",
-        model="builtins:print",  # never built here
+        model="segcli.recipes.nets.unet:build_unet",  # never built here; options: base=64
         defaults={"lr": 0.1, "batch_size": 4},
-        options={"width": 64},
-        quick={"lr": 0.5, "img_size": 64, "width": 8},
+        quick={"lr": 0.5, "img_size": 64, "base": 8},
         **kw,
     )
 
@@ -24,14 +23,14 @@ def dummy_recipe(**kw):
 def test_precedence_defaults_recipe_quick_flags_sets():
     r = dummy_recipe()
     cfg = resolve_config(r)
-    assert (cfg.lr, cfg.batch_size, cfg.img_size, cfg.model["width"]) == (0.5, 4, 64, 8)
-    cfg = resolve_config(r, {"lr": 0.2, "batch_size": None}, ["lr=0.3", "width=16"])
-    assert (cfg.lr, cfg.batch_size, cfg.model["width"]) == (0.3, 4, 16)
+    assert (cfg.lr, cfg.batch_size, cfg.img_size, cfg.model["base"]) == (0.5, 4, 64, 8)
+    cfg = resolve_config(r, {"lr": 0.2, "batch_size": None}, ["lr=0.3", "base=16"])
+    assert (cfg.lr, cfg.batch_size, cfg.model["base"]) == (0.3, 4, 16)
 
 
 def test_quick_profile_only_on_builtin_data():
     cfg = resolve_config(dummy_recipe(), {"data": "/some/folder"})
-    assert (cfg.lr, cfg.img_size, cfg.model["width"]) == (0.1, TrainConfig.img_size, 64)
+    assert (cfg.lr, cfg.img_size, cfg.model["base"]) == (0.1, TrainConfig.img_size, 64)
 
 
 def test_set_values_are_literals_with_type_checks():

@@ -59,8 +59,10 @@ class DeepLabLargeFOV(nn.Module):
         num_classes: int,
         pretrained: bool = False,
         width: float = 1.0,
-        fc_channels: int = 1024,
-        fc6_dilation: int = 12,
+        fc_channels: int = 1024,  # section 5 (Field of View), table 2: DeepLab-CRF-LargeFOV's
+        fc6_dilation: int = 12,  # fc6 is 3x3 at rate 12 with 1024 channels
+        # Off in the network's own build (the recipe's defaults turn it on), so a model built
+        # from its options alone returns input-size logits in both modes.
         subsampled_loss: bool = False,
     ):
         super().__init__()

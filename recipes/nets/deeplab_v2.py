@@ -22,10 +22,12 @@ class DeepLabV2(OnDilatedResNet, nn.Module):
     def __init__(
         self,
         num_classes: int,
-        backbone: str = "resnet101",
+        backbone: str = "resnet101",  # section 4.1, table 4: ResNet-101 with ASPP-L
         rates: Sequence[int] = (6, 12, 18, 24),
         width: float = 1.0,
         pretrained: bool = False,
+        # Off in the network's own build: the recipe's pretrained start and defaults turn
+        # them on.
         frozen_bn: bool = False,
         subsampled_loss: bool = False,
     ):

@@ -49,12 +49,12 @@ class DeepLabV3(OnDilatedResNet, nn.Module):
     def __init__(
         self,
         num_classes: int,
-        backbone: str = "resnet101",
-        output_stride: int = 16,
-        multi_grid: Sequence[int] = (1, 2, 4),
-        aspp_rates: Sequence[int] = (6, 12, 18),
+        backbone: str = "resnet101",  # section 4.3
+        output_stride: int = 16,  # section 4.1: training at output stride 16
+        multi_grid: Sequence[int] = (1, 2, 4),  # section 3.2
+        aspp_rates: Sequence[int] = (6, 12, 18),  # section 3.3: the rates at output stride 16
         width: float = 1.0,
-        channels: int = 256,
+        channels: int = 256,  # section 3.3: 256 filters
         pretrained: bool = False,
     ):
         super().__init__()

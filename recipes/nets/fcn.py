@@ -104,11 +104,13 @@ def build_fcn(
     pretrained: bool = False,
     width: float = 1.0,
     fc_channels: int = 4096,
+    # Off in the network's own build, so checkpoints saved before the option existed (all
+    # trained without it) load as they were trained; the recipe defaults turn it on.
     skip_scale: bool = False,
 ) -> FCN:
     return FCN(num_classes, stride, pretrained, width, fc_channels, skip_scale)
 
 
-build_fcn32s = partial(build_fcn, stride=32)
+build_fcn32s = partial(build_fcn, stride=32, skip_scale=False)  # no skips to scale
 build_fcn16s = partial(build_fcn, stride=16)
 build_fcn8s = partial(build_fcn, stride=8)

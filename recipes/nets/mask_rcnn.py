@@ -43,19 +43,23 @@ def resnet_fpn(
     return backbone
 
 
+# The defaults: section 3.1 (Implementation Details, "Training" and "Inference") unless noted.
 def build_mask_rcnn(
     num_classes: int,
     pretrained: bool = False,
-    backbone: str = "resnet50",
-    fpn_channels: int = 256,
-    min_size: int = 800,
-    max_size: int = 1333,
-    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512),
-    rpn_proposals_train: int = 2000,
-    rpn_proposals_test: int = 1000,
-    box_batch_size: int = 512,
-    box_head_channels: int = 1024,
-    mask_head_channels: int = 256,
+    backbone: str = "resnet50",  # ResNet-50-FPN; --set backbone=resnet101 for R-101-FPN
+    fpn_channels: int = 256,  # the FPN paper's d = 256 channels in every pyramid level
+    min_size: int = 800,  # "images are resized such that their scale (shorter edge) is 800 pixels"
+    max_size: int = 1333,  # the long-side cap of the reference Detectron configs
+    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512),  # "5 scales ... following FPN"
+    rpn_proposals_train: int = 2000,  # FPN paper section 5.1: 2000 proposals per training image
+    rpn_proposals_test: int = 1000,  # "the proposal number is 1000 for FPN" at test time
+    box_batch_size: int = 512,  # "N is 64 for the C4 backbone and 512 for FPN", 1:3 pos:neg
+    box_head_channels: int = 1024,  # figure 4 (right): the FPN box head's two 1024-d fc layers
+    mask_head_channels: int = 256,  # figure 4 (right): four 3x3 convs of 256 channels, 28x28
+    # Section 3.1 starts from ImageNet weights with frozen batch norm (Detectron's FrozenBN):
+    # the recipe's pretrained_options set it for --pretrained and --weights; from scratch it
+    # trains.
     frozen_bn: bool = False,
 ) -> MaskRCNN:
     """Mask R-CNN for `num_classes` classes (background included).

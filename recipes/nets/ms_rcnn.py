@@ -3,6 +3,8 @@ the recipe): Mask R-CNN whose RoI heads add the MaskIoU head (section 3.3)."""
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,7 +20,6 @@ from torchvision.models.detection.roi_heads import (
     project_masks_on_boxes,
 )
 
-from segcli.recipes.mask_rcnn import OPTIONS
 from segcli.recipes.nets.mask_rcnn import CLASS_SPECIFIC, build_mask_rcnn
 
 MASK_THRESHOLD = 0.5  # section 3.3: the predicted mask is binarised at 0.5 for the target
@@ -188,7 +189,8 @@ def build_ms_rcnn(num_classes: int, pretrained: bool = False, **options) -> nn.M
     and its widths follow the mask head's convolutions and the box head's fc layers (256,
     256 and 1024 in both papers)."""
     model = build_mask_rcnn(num_classes, pretrained, **options)
-    widths = {**OPTIONS, **options}
+    defaults = {k: p.default for k, p in inspect.signature(build_mask_rcnn).parameters.items()}
+    widths = {**defaults, **options}
     head = MaskIoUHead(
         widths["fpn_channels"],
         num_classes,

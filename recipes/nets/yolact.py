@@ -108,7 +108,7 @@ class Yolact(nn.Module):
         backbone: str = "resnet101",
         size: int = PAPER_SIZE,
         anchor_scales: tuple[int, ...] = SCALES,
-        num_prototypes: int = 32,
+        num_prototypes: int = 32,  # section 3.1 / table 2b: k = 32
         fpn_channels: int = 256,
         nms: str = "fast",
         pretrained: bool = False,

@@ -55,14 +55,14 @@ def torchvision_weights(name: str):
     DEFAULT weights) or an `Enum.MEMBER` (`MaskRCNN_ResNet50_FPN_Weights.COCO_V1`)."""
     from torchvision import models
 
-    from segcli.config import close_match_hint
+    from segcli.errors import did_you_mean
 
     try:
         if "." in name:
             return models.get_weight(name)
         return models.get_model_weights(name).DEFAULT
     except (ValueError, KeyError, AttributeError):
-        hint = close_match_hint(name, models.list_models())
+        hint = did_you_mean(name, models.list_models())
         raise ConfigError(
             f"--weights torchvision:{name}: torchvision has no such weights{hint}"
         ) from None

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import torch
 
-from segcli.config import close_match_hint, split_setting
+from segcli.config import split_setting
 from segcli.data.transforms import denormalize
-from segcli.errors import ConfigError
+from segcli.errors import ConfigError, did_you_mean
 
 # DeepLab v1 section 5 (Evaluation on Validation set): w2 = 3 and theta_gamma = 3 ("default
 # values") and 10 mean-field iterations; w1, theta_alpha, theta_beta were cross-validated on
@@ -41,7 +41,7 @@ def crf_params(items: Iterable[str] = ()) -> dict[str, float]:
     for item in items:
         key, raw = split_setting(item)
         if raw is None or key not in params:
-            hint = close_match_hint(key, list(params), n=2, list_known=True)
+            hint = did_you_mean(key, params, n=2, list_known=True)
             raise ConfigError(f"--crf-param '{item}': expected key=value" + hint)
         try:
             value = float(raw)
