@@ -62,5 +62,6 @@ RECIPES = [
         options={"base": 64},
         quick=QUICK,
         loss="segcli.recipes.nets.unet:weighted_cross_entropy",
+        prepare_target="segcli.recipes.nets.unet:border_weight_target",
     ),
 ]

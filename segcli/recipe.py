@@ -38,6 +38,15 @@ class Recipe:
         starts from an earlier stage's `--weights` (not `torchvision:NAME`); they sit just above
         `defaults`, so the quick profile, flags and `--set` win. E.g. FCN-16s/8s's learning
         rate divided by 100.
+    prepare_target: "module:function" of prepare(mask, ignore_index) -> the criterion's target
+        for one training sample (mask: class ids, long [H, W], after augmentation; returns a
+        tensor or a dict of tensors), run in the DataLoader workers of the train split, so the
+        criterion receives it batched and on the device (U-Net's border weight map).
+    extra_metrics: "module:function" of extra(gt: pycocotools COCO, results: list of COCO
+        results) -> dict of scores merged into an instance evaluation's result; its list of
+        lines under "notes" is shown with the scores (MS R-CNN's MaskIoU correlation). It
+        returns {} for results that lack its model's outputs (`eval --gt-json` applies every
+        recipe's).
     """
 
     name: str
@@ -51,6 +60,8 @@ class Recipe:
     resize_options: Callable[[int], dict[str, Any]] | None = None
     pretrained_options: Mapping[str, Any] = field(default_factory=dict)
     from_weights: Mapping[str, Any] = field(default_factory=dict)
+    prepare_target: str | None = None
+    extra_metrics: str | None = None
 
     @property
     def build_model(self) -> Callable[..., Any]:
