@@ -50,5 +50,6 @@ RECIPES = [
         quick=QUICK,
         resize_options=rcnn_resize,
         pretrained_options=PRETRAINED,
+        extra_metrics="segcli.recipes.nets.ms_rcnn_metrics:extra_metrics",
     ),
 ]

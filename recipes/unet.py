@@ -61,5 +61,6 @@ RECIPES = [
         defaults=PAPER_DEFAULTS,
         quick=QUICK,
         loss="segcli.recipes.nets.unet:weighted_cross_entropy",
+        prepare_target="segcli.recipes.nets.unet:border_weight_target",
     ),
 ]

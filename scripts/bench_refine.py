@@ -28,12 +28,12 @@ from segcli.engine.device import select_device, select_precision  # noqa: E402
 from segcli.engine.distributed import DistInfo  # noqa: E402
 from segcli.errors import ConfigError  # noqa: E402
 from segcli.ops.superpixel_refine import superpixel_predictor  # noqa: E402
-from segcli.ops.tta import build_predictor  # noqa: E402
-from segcli.tasks.semantic import predict_logits  # noqa: E402
+from segcli.ops.tta import build_predictor, plain_logits  # noqa: E402
+from segcli.tasks.evaluation import run_evaluation  # noqa: E402
 
 
 def predictors(segment_counts: list[int], compactness: float) -> dict:
-    found = {"plain": predict_logits}
+    found = {"plain": plain_logits}
     for n in segment_counts:
         found[f"superpixels {n}"] = superpixel_predictor(n, compactness)
     try:
@@ -46,15 +46,15 @@ def predictors(segment_counts: list[int], compactness: float) -> dict:
 @torch.no_grad()
 def bench(path: str, functions: dict, device, repeats: int) -> None:
     model, recipe, cfg, names, _ = checkpoint.restore_model(path, device)
-    task = tasks.get(recipe.task)
-    data = task.build_data(cfg, splits=("val",))
+    data = tasks.for_recipe(recipe).build_data(cfg, splits=("val",))
     precision = select_precision(device, cfg.amp)
     seconds = {name: [] for name in functions}
     scores = {}
     for timed in [False] + [True] * repeats:
         for name, predict in functions.items():
             start = time.perf_counter()
-            result = task.validate(model, data, cfg, device, precision, DistInfo(), predict=predict)
+            task = tasks.for_recipe(recipe, predict)
+            result, _ = run_evaluation(task, model, data, cfg, device, precision, DistInfo())
             if timed:
                 seconds[name].append(time.perf_counter() - start)
             scores[name] = result["miou"]

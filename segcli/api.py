@@ -61,9 +61,9 @@ class Predictor:
     def _one(self, image: np.ndarray, score_threshold: float):
         if self.recipe.task == "semantic":
             return self._semantic(image)
-        from segcli.tasks.instance import predict_instances
+        from segcli.tasks import for_recipe
 
-        (found,) = predict_instances(self.model, [image], self.device)
+        (found,) = for_recipe(self.recipe).predict(self.model, [image], self.device)
         keep = found["scores"] >= score_threshold
         masks = found["masks"][keep]
         return InstanceResult(
@@ -78,10 +78,10 @@ class Predictor:
         import torch
 
         from segcli.data.transforms import eval_transform
-        from segcli.tasks.semantic import predict_logits
+        from segcli.ops.tta import plain_logits
 
         batch = eval_transform()(image=image)["image"][None].to(self.device)
-        probs = predict_logits(self.model, batch).softmax(1)[0]
+        probs = plain_logits(self.model, batch).softmax(1)[0]
         labels = probs.argmax(0).to(torch.int64)
         return SemanticResult(labels.cpu().numpy(), probs.cpu().numpy(), self.class_names)
 

@@ -219,13 +219,13 @@ def eval_command(
     worst = report_worst if report else 0
     if gt_json or pred_json:  # no model: torch is not imported
         model_flags = tta or crf or tta_scale or crf_param or set_ or superpixels is not None
-        result, names, task, examples = _score_result_files(
+        result, names, task_name, examples = _score_result_files(
             gt_json, pred_json, metric, model_flags, worst
         )
         facts = [("ground truth", str(gt_json)), ("results", str(pred_json))]
     elif pred or gt:
         model_flags = tta or crf or tta_scale or crf_param or set_ or superpixels is not None
-        result, names, task, examples = _score_label_folders(
+        result, names, task_name, examples = _score_label_folders(
             pred, gt, num_classes, ignore_index, model_flags, worst, metric
         )
         facts = [("predictions", str(pred)), ("ground truth", str(gt))]
@@ -249,24 +249,29 @@ def eval_command(
             worst,
             metric and metric.value,
         )
+        task_name = task.name
         console.print(f"checkpoint: {path}", highlight=False)
         facts = [("checkpoint", str(path)), ("data", data or "the checkpoint's")]
-    console.print(task.results_table(result, names, "evaluation"))
+    from segcli.report import view as task_view
+
+    view = task_view(task_name)
+    console.print(view.results_table(result, names, "evaluation"))
     if result.get("detections") == 0:
         err_console.print("warning: no detections to score; every AP is 0", highlight=False)
-    default = task.SCORE if task.SCORE in result or "box_ap" not in result else "box_ap"
+    default = view.SCORE if view.SCORE in result or "box_ap" not in result else "box_ap"
     _print_scores(result, metric.value if metric else default)  # box_ap: box-only results
     if json_out:
         kept = {k: v for k, v in result.items() if k not in BULKY}
         io.write_json(json_out, kept | {"class_names": list(names)})
-    write_outputs(result, names, task, plots, report, examples, facts)
+    write_outputs(result, names, view, plots, report, examples, facts)
     for written in (plots, report):
         if written:
             console.print(f"wrote {written}", highlight=False)
 
 
-# result keys left out of --json: the confusion matrix and the precision-recall curves
-BULKY = ("confusion", "mask_pr50", "mask_pr75", "box_pr50", "box_pr75")
+# result keys left out of --json: the confusion matrix, the precision-recall curves and the
+# report's notes
+BULKY = ("confusion", "mask_pr50", "mask_pr75", "box_pr50", "box_pr75", "notes")
 
 
 def _predictor(tta: bool, scales, flip: bool, crf: bool, crf_items, superpixels=None):
@@ -284,7 +289,7 @@ def _score_label_folders(pred, gt, num_classes, ignore_index, model_options, wor
     """--pred/--gt: label PNGs scored against label PNGs, and the `worst` worst pairs."""
     from segcli.commands import evaluate
     from segcli.errors import ConfigError
-    from segcli.tasks import semantic
+    from segcli.tasks.semantic import SemanticTask
 
     if not (pred and gt and num_classes):
         raise ConfigError("--pred, --gt and --num-classes go together")
@@ -292,10 +297,10 @@ def _score_label_folders(pred, gt, num_classes, ignore_index, model_options, wor
         raise ConfigError(
             "--tta, --crf, --superpixels and --set need a checkpoint, not --pred/--gt"
         )
-    evaluate.check_metric(metric and metric.value, semantic, "--pred/--gt")
+    evaluate.check_metric(metric and metric.value, SemanticTask.metrics, "--pred/--gt")
     result = evaluate.evaluate_label_folders(pred, gt, num_classes, ignore_index)
     examples = evaluate.worst_label_folders(pred, gt, num_classes, ignore_index, worst)
-    return result, tuple(f"class_{i}" for i in range(num_classes)), semantic, examples
+    return result, tuple(f"class_{i}" for i in range(num_classes)), "semantic", examples
 
 
 def _score_result_files(gt_json, pred_json, metric, model_options, worst: int):
@@ -303,7 +308,6 @@ def _score_result_files(gt_json, pred_json, metric, model_options, worst: int):
     with the `worst` worst images drawn on a grey background (the images are not at hand)."""
     from segcli.errors import ConfigError
     from segcli.metrics.coco import evaluate_results, read_result_files
-    from segcli.report import instance as instance_view
     from segcli.report.worst import worst_instances
 
     if not (gt_json and pred_json):
@@ -317,10 +321,30 @@ def _score_result_files(gt_json, pred_json, metric, model_options, worst: int):
         raise ConfigError(f"--metric {metric.value}: COCO results give mask-ap or box-ap")
     gt, results, kinds, names = read_result_files(gt_json, pred_json, kinds)
     result = evaluate_results(gt, results, kinds)
-    category_ids = sorted(gt.getCatIds())
     with_masks = "mask" in kinds  # box-only results have no masks to draw
+    if with_masks:
+        result |= _recipes_extra_metrics(gt, results, pred_json)
+    category_ids = sorted(gt.getCatIds())
     examples = worst_instances(gt, results, worst if with_masks else 0, names, category_ids)
-    return result, names, instance_view, examples
+    return result, names, "instance", examples
+
+
+def _recipes_extra_metrics(gt, results: list[dict], pred_json) -> dict:
+    """Every recipe's extra_metrics of saved results (each gives nothing for results without
+    its model's outputs), with their report lines together."""
+    from segcli.errors import DataError
+    from segcli.recipe import list_recipes, load_object
+    from segcli.report.instance import NOTES
+
+    extra, notes = {}, []
+    for reference in dict.fromkeys(r.extra_metrics for r in list_recipes() if r.extra_metrics):
+        try:
+            scores = load_object(reference)(gt, results)
+        except DataError as exc:
+            raise DataError(f"{pred_json}: {exc}") from None
+        notes += scores.pop(NOTES, [])
+        extra |= scores
+    return extra | ({NOTES: notes} if notes else {})
 
 
 def _print_scores(result: dict, metric: str) -> None:

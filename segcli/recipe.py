@@ -43,6 +43,15 @@ class Recipe:
     variants: named inference-time alternatives, name -> {"options": model option overrides,
         "note": what differs}, that `segcli benchmark --compare` times side by side and
         `--variant NAME` picks, e.g. YOLACT's Fast NMS and standard NMS.
+    prepare_target: "module:function" of prepare(mask, ignore_index) -> the criterion's target
+        for one training sample (mask: class ids, long [H, W], after augmentation; returns a
+        tensor or a dict of tensors), run in the DataLoader workers of the train split, so the
+        criterion receives it batched and on the device (U-Net's border weight map).
+    extra_metrics: "module:function" of extra(gt: pycocotools COCO, results: list of COCO
+        results) -> dict of scores merged into an instance evaluation's result; its list of
+        lines under "notes" is shown with the scores (MS R-CNN's MaskIoU correlation). It
+        returns {} for results that lack its model's outputs (`eval --gt-json` applies every
+        recipe's).
     """
 
     name: str
@@ -57,6 +66,8 @@ class Recipe:
     pretrained_options: Mapping[str, Any] = field(default_factory=dict)
     from_weights: Mapping[str, Any] = field(default_factory=dict)
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    prepare_target: str | None = None
+    extra_metrics: str | None = None
 
     @property
     def build_model(self) -> Callable[..., Any]:

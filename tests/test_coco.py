@@ -15,11 +15,10 @@ from pycocotools.cocoeval import COCOeval
 
 from segcli.data.coco import encode_masks
 from segcli.errors import DataError
-from segcli.metrics.coco import (
-    STATS,
+from segcli.metrics.coco import STATS, detections_to_results, evaluate_results
+from segcli.recipes.nets.ms_rcnn_metrics import (
     actual_mask_ious,
-    detections_to_results,
-    evaluate_results,
+    extra_metrics,
     maskiou_scores,
     pearson,
 )
@@ -473,7 +472,7 @@ def test_maskiou_correlation_and_plain_ap_known_answer():
     r = pearson(np.array(predicted), found)
     assert math.isclose(r, np.corrcoef(predicted, actual)[0, 1], rel_tol=1e-9)
     before = copy.deepcopy(results)
-    scores = evaluate_results(gt, results)
+    scores = evaluate_results(gt, results) | extra_metrics(gt, results)
     assert results == before  # scoring leaves the caller's results as they were
     # ranked by the classification score the exact mask comes last: AP drops
     assert scores["mask_ap_plain"] < scores["mask_ap"]
@@ -507,3 +506,28 @@ def test_optional_outputs_become_result_keys():
     }
     (result,) = detections_to_results(found, 1, (7,))
     assert (result["score"], result["mask_score"], result["mask_iou"]) == (0.8, 0.2, 0.25)
+
+
+def test_saved_results_with_mask_ious_get_the_recipes_extra_metrics(cli, tmp_path):
+    """`eval --gt-json` applies every recipe's extra_metrics: MS R-CNN's MaskIoU correlation
+    and plain mask AP reach the table and --json; a missing mask_iou is one line."""
+    paths = write_dataset(tmp_path)
+    results = json.loads(paths["segm"].read_text())
+    rng = np.random.default_rng(5)
+    scored = [{**r, "mask_iou": float(rng.random()), "mask_score": r["score"] / 2} for r in results]
+    paths["segm"].write_text(json.dumps(scored))
+    out = tmp_path / "scores.json"
+    result = cli("eval", "--gt-json", paths["gt"], "--pred-json", paths["segm"], "--json", out)
+    assert result.exit_code == 0, result.output
+    assert "MaskIoU vs actual IoU" in result.output
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(paths["gt"]))
+    saved = json.loads(out.read_text())
+    expected = maskiou_scores(gt, scored)
+    assert saved["maskiou_pearson_all"] == pytest.approx(expected["maskiou_pearson_all"])
+    assert saved["mask_ap_plain"] == pytest.approx(extra_metrics(gt, scored)["mask_ap_plain"])
+    assert "notes" not in saved
+    paths["segm"].write_text(json.dumps([scored[0], {**scored[1], "mask_iou": "x"}]))
+    result = cli("eval", "--gt-json", paths["gt"], "--pred-json", paths["segm"])
+    assert result.exit_code == 2
+    assert "segm.json: result 1 has mask_iou 'x', which is not a number" in result.output

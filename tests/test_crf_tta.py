@@ -17,8 +17,7 @@ from segcli.data.transforms import denormalize, eval_transform
 from segcli.engine.checkpoint import restore_model
 from segcli.errors import ConfigError
 from segcli.ops.crf import crf_params, crf_predictor
-from segcli.ops.tta import build_predictor, tta_predictor
-from segcli.tasks.semantic import predict_logits
+from segcli.ops.tta import build_predictor, plain_logits, tta_predictor
 
 from helpers import TINY_SHAPES
 
@@ -37,7 +36,7 @@ def pointwise_model() -> torch.nn.Module:
 def test_tta_with_scale_one_and_no_flip_is_plain_prediction():
     model = pointwise_model()
     images = torch.randn(2, 3, 29, 23)
-    plain = predict_logits(model, images)
+    plain = plain_logits(model, images)
     assert torch.equal(tta_predictor((1.0,), flip=False)(model, images), plain)
     # flipped logits are flipped back before averaging
     assert torch.allclose(tta_predictor((1.0,), flip=True)(model, images), plain, atol=1e-6)
@@ -48,7 +47,7 @@ def test_tta_resizes_every_scale_back_to_the_input():
     flat = torch.ones(1, 3, 29, 23) * torch.tensor([0.5, -1.0, 2.0]).view(1, 3, 1, 1)
     averaged = tta_predictor()(model, flat)  # v3's six scales, flipped too
     assert averaged.shape == (1, 4, 29, 23)
-    assert torch.allclose(averaged, predict_logits(model, flat), atol=1e-5)
+    assert torch.allclose(averaged, plain_logits(model, flat), atol=1e-5)
     with pytest.raises(ConfigError):
         tta_predictor((0.0,))
 

@@ -13,7 +13,7 @@ from segcli import viz
 from segcli.config import resolve_config
 from segcli.engine import checkpoint
 from segcli.recipe import get_recipe
-from segcli.tasks.instance import predict_instances
+from segcli.tasks import for_recipe
 
 from helpers import TINY_RCNN, settings
 
@@ -89,7 +89,7 @@ def test_video_is_annotated_frame_by_frame(cli, in_tmp, recipe, suffix, flags, o
         to_expected, to_input = mean_difference(written, expected), mean_difference(written, rgb)
         assert to_expected < 0.4 * to_input, (to_expected, to_input)
         if "--splash" in flags:  # strongly coloured input outside every detection turns grey
-            (found,) = predict_instances(annotator.model, [rgb], torch.device("cpu"))
+            (found,) = annotator.task.predict(annotator.model, [rgb], torch.device("cpu"))
             inside = (
                 found["masks"][found["scores"] >= (0.5 if threshold is None else threshold), 0]
                 >= 0.5
@@ -147,7 +147,8 @@ def test_splash_image_through_infer_keeps_colour_only_in_detections(cli, in_tmp)
     image[8:30, 10:40] = rng.integers(0, 255, 3)
     Image.fromarray(image).save(in_tmp / "photo.png")
     model = checkpoint.restore_model(ckpt, torch.device("cpu"))[0]
-    third = sorted(predict_instances(model, [image], torch.device("cpu"))[0]["scores"])[-3]
+    predicted = for_recipe(get_recipe("mask_rcnn")).predict(model, [image], torch.device("cpu"))
+    third = sorted(predicted[0]["scores"])[-3]
     result = cli("infer", ckpt, in_tmp / "photo.png", "--out", "out", "--splash",
                  "--score-threshold", str(third))  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -20,7 +20,8 @@ from segcli.data.instance import (
 from segcli.data.sources import open_source
 from segcli.engine import checkpoint
 from segcli.metrics.coco import STATS, detections_to_results
-from segcli.tasks.instance import predict_instances
+from segcli.recipe import get_recipe
+from segcli.tasks import for_recipe
 
 from helpers import TINY_RCNN, run_segcli, set_flags
 
@@ -249,7 +250,7 @@ def test_train_eval_infer_on_tiny_shapes(cli, in_tmp):
     # one batch of both images: a list of per-image detections with binary masks
     model = checkpoint.restore_model(run / "best.pt", torch.device("cpu"))[0]
     pictures = [ShapesInstances("val", 48, 2).load(i)["image"] for i in range(2)]
-    batch = predict_instances(model, pictures, torch.device("cpu"))
+    batch = for_recipe(get_recipe("mask_rcnn")).predict(model, pictures, torch.device("cpu"))
     assert isinstance(batch, list) and len(batch) == 2
     for found in batch:
         assert found["masks"].dtype == bool and found["masks"].shape[1:] == (1, 48, 48)

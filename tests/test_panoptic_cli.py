@@ -20,7 +20,7 @@ from segcli.data.panoptic import read_panoptic_json, read_segment_png
 from segcli.data.shapes_panoptic import write_shapes_panoptic
 from segcli.engine import checkpoint
 from segcli.metrics import SegMetrics
-from segcli.tasks.semantic import predict_labels
+from segcli.tasks import for_recipe
 
 from helpers import TINY_FCN, TINY_RCNN, TINY_SHAPES, set_flags
 
@@ -200,12 +200,13 @@ def test_eval_superpixels_is_the_majority_vote_in_each_superpixel(cli, in_tmp, s
     is each image's majority class."""
     result = cli("eval", semantic, "--superpixels", "1", "--workers", "0", "--json", "s.json")
     assert result.exit_code == 0, result.output
-    model, *_ = checkpoint.restore_model(semantic, "cpu")
+    model, recipe, *_ = checkpoint.restore_model(semantic, "cpu")
+    task = for_recipe(recipe)
     source = ShapesInstances("val", SIZE, VAL)
     metrics = SegMetrics(4, 255)
     for index in range(VAL):
         sample = source.load(index)
-        (plain,) = predict_labels(model, [sample["image"]], "cpu")
+        (plain,) = task.predict(model, [sample["image"]], "cpu")
         voted = np.full_like(plain, np.bincount(plain.ravel(), minlength=4).argmax())
         metrics.update(torch.from_numpy(voted).long(), torch.from_numpy(sample["mask"]).long())
     scores = json.loads((in_tmp / "s.json").read_text())

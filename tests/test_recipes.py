@@ -2,9 +2,10 @@
 
 import pytest
 import torch
+from torch.utils.data import default_collate
 
-from segcli import tasks
-from segcli.recipe import list_recipes
+from segcli.recipe import list_recipes, load_object
+from segcli.tasks.semantic import cross_entropy
 
 from helpers import TINY_YOLACT
 
@@ -53,8 +54,11 @@ def semantic_step(recipe, model, num_classes):
     images = torch.randn(2, 3, *ODD_SIZE)
     target = torch.randint(0, num_classes, (2, *ODD_SIZE))
     target[:, :4] = 255
+    if recipe.prepare_target:  # as the loader workers prepare it, batched
+        prepare = load_object(recipe.prepare_target)
+        target = default_collate([prepare(mask, 255) for mask in target])
     outputs = model(images)
-    criterion = recipe.criterion or tasks.get("semantic").cross_entropy
+    criterion = recipe.criterion or cross_entropy
     return criterion(outputs, target, 255)
 
 

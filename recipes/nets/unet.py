@@ -103,14 +103,20 @@ def border_weight_map(
     return weights
 
 
+def border_weight_target(mask: torch.Tensor, ignore_index: int) -> dict[str, torch.Tensor]:
+    """The training target of one sample, prepared in the DataLoader workers: the class ids
+    `mask` (long [H, W]) and its border weight map `weight` (float32 [H, W], equation 2)."""
+    return {"mask": mask, "weight": torch.from_numpy(border_weight_map(mask.numpy(), ignore_index))}
+
+
 def weighted_cross_entropy(
-    outputs: torch.Tensor, target: torch.Tensor, ignore_index: int
+    outputs: torch.Tensor, target: dict[str, torch.Tensor], ignore_index: int
 ) -> dict[str, torch.Tensor]:
-    """Section 3: pixel-wise softmax cross-entropy weighted by the border weight map."""
-    maps = np.stack([border_weight_map(t, ignore_index) for t in target.cpu().numpy()])
-    weight = torch.from_numpy(maps).to(outputs.device)
+    """Section 3: pixel-wise softmax cross-entropy weighted by the border weight map
+    (`target`: border_weight_target's mask and weight, batched [B, H, W], on the device)."""
+    weight = target["weight"]
     per_pixel = F.cross_entropy(
-        outputs.float(), target, ignore_index=ignore_index, reduction="none"
+        outputs.float(), target["mask"], ignore_index=ignore_index, reduction="none"
     )
     return {"loss_ce": (per_pixel * weight).sum() / weight.sum().clamp(min=1e-6)}
 

@@ -93,7 +93,7 @@ class Subject:
             self.call = train_step(self.recipe, self.model, self.cfg, self.device)
         else:
             images = sample_images(self.cfg.img_size, spec.batch_size)
-            predict = predictor(self.recipe.task, self.model, self.device)
+            predict = predictor(self.recipe, self.model, self.device)
             self.call = _no_grad(lambda: predict(images))
 
     def result(self, times: list[float], shared: bool = False) -> dict:
@@ -270,16 +270,11 @@ def sample_images(size: int, count: int) -> list[np.ndarray]:
     return [source.load(i)["image"] for i in range(count)]
 
 
-def predictor(task: str, model, device) -> Callable[[list[np.ndarray]], object]:
+def predictor(recipe: Recipe, model, device) -> Callable[[list[np.ndarray]], object]:
     """images -> results on the host, as `segcli infer` computes them, batched (instance masks
     binarised at 0.5, for every detection: infer's score threshold is not applied)."""
-    if task == "semantic":
-        from segcli.tasks.semantic import predict_labels
-
-        return lambda images: predict_labels(model, images, device)
-    from segcli.tasks.instance import predict_instances
-
-    return lambda images: predict_instances(model, images, device)
+    task = tasks.for_recipe(recipe)
+    return lambda images: task.predict(model, images, device)
 
 
 def train_step(recipe: Recipe, model, cfg, device) -> Callable[[], None]:
@@ -291,7 +286,7 @@ def train_step(recipe: Recipe, model, cfg, device) -> Callable[[], None]:
     from segcli.engine.optim import build_optimizer
     from segcli.engine.trainer import optimizer_step, place_model
 
-    task = tasks.get(recipe.task)
+    task = tasks.for_recipe(recipe)
     data = task.build_data(cfg, splits=("train",))
     loader = train_loader(data.train, cfg.batch_size, 0, cfg.seed, collate_fn=data.collate_fn)
     batch = next(iter(loader))
@@ -303,7 +298,7 @@ def train_step(recipe: Recipe, model, cfg, device) -> Callable[[], None]:
     torch.set_flush_denormal(True)  # as the training loop does
 
     def step():
-        losses, _ = task.compute_losses(model, batch, device, precision, recipe.criterion, cfg)
+        losses = task.losses(model, batch, device, precision, cfg)
         scaler.scale(sum(losses.values())).backward()
         optimizer_step(model, optimizer, scaler, cfg.grad_clip)
 

@@ -18,6 +18,8 @@ from segcli.engine.distributed import DistInfo
 from segcli.errors import ConfigError, DataError
 from segcli.metrics import SegMetrics
 from segcli.report.worst import worst_instances, worst_label_pairs, worst_semantic
+from segcli.tasks import Task
+from segcli.tasks.evaluation import run_evaluation
 
 
 def evaluate_checkpoint(
@@ -35,7 +37,7 @@ def evaluate_checkpoint(
     `predict`: a semantic prediction function (TTA, CRF: segcli.ops.tta); `sets`: model
     options to change (`output_stride=8`); `save_json`: where to write the COCO results of an
     instance model; `metric`: the score asked for, checked against the task before anything
-    runs. Returns (result, class names, task module).
+    runs. Returns (result, class names, task: segcli.tasks.Task).
     """
     scored = evaluate_with_examples(
         path, data, device_name, workers, predict, sets, save_json, 0, metric
@@ -53,33 +55,28 @@ def evaluate_with_examples(
     save_json: Path | None = None,
     worst: int = 0,
     metric: str | None = None,
-) -> tuple[dict, tuple[str, ...], object, list]:
-    """evaluate_checkpoint's (result, class names, task module) and the `worst` worst images
-    drawn for the report (segcli.report.worst; [] when `worst` is 0)."""
+) -> tuple[dict, tuple[str, ...], Task, list]:
+    """evaluate_checkpoint's (result, class names, task) and the `worst` worst images drawn
+    for the report (segcli.report.worst; [] when `worst` is 0)."""
     device = select_device(device_name)
     model, recipe, cfg, names, _ = checkpoint.restore_model(path, device, sets)
-    check_metric(metric, tasks.get(recipe.task), f"{path}, a {recipe.name} checkpoint,")
-    check_semantic_predict(recipe, predict)
-    extra = {} if predict is None else {"predict": predict}
-    if save_json is not None and recipe.task != "instance":
+    task = tasks.for_recipe(recipe, predict)
+    check_metric(metric, task.metrics, f"{path}, a {recipe.name} checkpoint,")
+    if save_json is not None and task.name != "instance":
         raise ConfigError(f"--save-json writes COCO results of instance recipes, not {recipe.name}")
     if data:
         cfg = dataclasses.replace(cfg, data=data)
     cfg = dataclasses.replace(cfg, num_classes=len(names), workers=workers)
-    task = tasks.get(recipe.task)
     task_data = task.build_data(cfg, splits=("val",))
     _check_classes(cfg.data, task_data.class_names, names)
     precision = select_precision(device, cfg.amp)
-    if recipe.task == "instance" and (save_json is not None or worst):
-        result, detections = task.evaluate(model, task_data, cfg, device, precision, DistInfo())
+    result, evaluator = run_evaluation(task, model, task_data, cfg, device, precision, DistInfo())
+    if task.name == "instance":
         if save_json is not None:
-            io.write_json(save_json, detections, indent=None)
-        examples = _worst_instances(task_data, names, detections, worst)
+            io.write_json(save_json, evaluator.results, indent=None)
+        examples = _worst_instances(task_data, names, evaluator.results, worst)
     else:
-        result = task.validate(model, task_data, cfg, device, precision, DistInfo(), **extra)
-        examples = worst_semantic(
-            model, task_data.val_source, len(names), device, predict, worst, cfg
-        )
+        examples = worst_semantic(task, model, task_data.val_source, len(names), device, worst, cfg)
     return result, names, task, examples
 
 
@@ -96,19 +93,10 @@ def _worst_instances(task_data, names, detections: list[dict], worst: int) -> li
     )
 
 
-def check_metric(metric: str | None, task, what: str) -> None:
-    """`--metric` must be one the task reports."""
-    if metric is not None and metric not in task.METRICS:
-        raise ConfigError(f"--metric {metric}: {what} reports {', '.join(task.METRICS)}")
-
-
-def check_semantic_predict(recipe, predict) -> None:
-    """`predict` (--tta, --crf, --superpixels: a semantic prediction function) is for semantic
-    recipes only."""
-    if predict is not None and recipe.task != "semantic":
-        raise ConfigError(
-            f"--tta, --crf and --superpixels apply to semantic recipes, not {recipe.name}"
-        )
+def check_metric(metric: str | None, metrics: tuple[str, ...], what: str) -> None:
+    """`--metric` must be one of the task's `metrics`."""
+    if metric is not None and metric not in metrics:
+        raise ConfigError(f"--metric {metric}: {what} reports {', '.join(metrics)}")
 
 
 BACKGROUND_NAMES = {"background", "_background_", "__background__"}

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from segcli import io
-from segcli.commands.evaluate import check_semantic_predict
+from segcli import io, tasks
 from segcli.data.images import collect_sources, is_video, read_image
 from segcli.engine import checkpoint
 from segcli.engine.device import select_device
@@ -18,7 +17,6 @@ from segcli.report.annotate import (
     SemanticAnnotator,
     annotate_video,
 )
-from segcli.tasks.semantic import predict_logits
 
 DEFAULT_SCORE_THRESHOLD = 0.5
 
@@ -64,13 +62,13 @@ def annotate_files(files: list[Path], annotator, out_dir: Path, console: Console
 
 
 def _annotator(recipe, model, names, payload, device, predict, score_threshold, splash):
-    check_semantic_predict(recipe, predict)
-    if recipe.task == "instance":
+    task = tasks.for_recipe(recipe, predict)
+    if task.name == "instance":
         threshold = DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
         return InstanceAnnotator(
-            model, names, payload.get("category_ids"), device, threshold, splash
+            task, model, names, payload.get("category_ids"), device, threshold, splash
         )
     for flag, given in (("--splash", splash), ("--score-threshold", score_threshold is not None)):
         if given:
             raise ConfigError(f"{flag} applies to instance recipes, not {recipe.name}")
-    return SemanticAnnotator(model, names, device, predict or predict_logits)
+    return SemanticAnnotator(task, model, names, device)

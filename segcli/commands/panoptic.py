@@ -5,14 +5,14 @@ on the built-in shapes data, whose panoptic ground truth segcli.data.shapes_pano
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
-from segcli import viz
+from segcli import tasks, viz
 from segcli.commands.infer import annotate_files
 from segcli.config import BUILTIN_DATA
 from segcli.data.coco import ShapesInstances, mask_box
@@ -32,8 +32,6 @@ from segcli.ops.panoptic import (
     stuff_area_for,
 )
 from segcli.progress import tracked
-from segcli.tasks.instance import predict_instances
-from segcli.tasks.semantic import predict_label, predict_logits
 
 PANOPTIC_NAME = "panoptic"  # infer writes panoptic.json beside the PNG folder panoptic/
 
@@ -52,12 +50,12 @@ class PanopticModels:
     img_size: int  # the semantic run's, the size of its shapes images
     shapes_val: int
     device: object
-    predict: Callable  # the semantic prediction function (TTA, CRF, superpixels)
+    tasks: tuple  # segcli.tasks.Task of each model; the semantic one may add TTA, CRF, ...
     score_threshold: float
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, list[dict]]:
-        label = predict_label(self.semantic, rgb, self.device, self.predict)
-        (found,) = predict_instances(self.instance, [rgb], self.device)
+        (label,) = self.tasks[0].predict(self.semantic, [rgb], self.device)
+        (found,) = self.tasks[1].predict(self.instance, [rgb], self.device)
         return fuse_panoptic(
             label,
             found["scores"],
@@ -75,15 +73,15 @@ def load_panoptic_models(
     """The models of two checkpoints, one semantic and one instance, in either order; their
     classes are paired by name (match_classes) and at least one must be shared."""
     restored = [checkpoint.restore_model(path, device) for path in paths]
-    tasks = [recipe.task for _, recipe, *_ in restored]
-    if sorted(tasks) != ["instance", "semantic"]:
+    kinds = [recipe.task for _, recipe, *_ in restored]
+    if sorted(kinds) != ["instance", "semantic"]:
         raise ConfigError(
             f"--panoptic fuses a semantic checkpoint (stuff) with an instance checkpoint "
-            f"(things), but {paths[0]} and {paths[1]} are both {tasks[0]}"
+            f"(things), but {paths[0]} and {paths[1]} are both {kinds[0]}"
         )
-    order = (0, 1) if tasks[0] == "semantic" else (1, 0)
-    sem_model, _, sem_cfg, sem_names, _ = restored[order[0]]
-    inst_model, _, inst_cfg, inst_names, payload = restored[order[1]]
+    order = (0, 1) if kinds[0] == "semantic" else (1, 0)
+    sem_model, sem_recipe, sem_cfg, sem_names, _ = restored[order[0]]
+    inst_model, inst_recipe, inst_cfg, inst_names, payload = restored[order[1]]
     sem_path, inst_path = (Path(paths[i]) for i in order)
     shared = set(sem_names) & set(inst_names[1:])
     if not shared:
@@ -105,7 +103,7 @@ def load_panoptic_models(
         sem_cfg.img_size,
         sem_cfg.shapes_val,
         device,
-        predict or predict_logits,
+        (tasks.for_recipe(sem_recipe, predict), tasks.for_recipe(inst_recipe)),
         SCORE_THRESHOLD if score_threshold is None else score_threshold,
     )
 

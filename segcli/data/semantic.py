@@ -11,13 +11,22 @@ from segcli.data.transforms import seed_transform
 
 
 class SemanticSamples(Dataset):
-    """`dataset[i]` or `dataset[(i, seed)]` -> (image float [3,H,W], mask long [H,W])."""
+    """`dataset[i]` or `dataset[(i, seed)]` -> (image float [3,H,W], mask long [H,W]), or with
+    `prepare_target` (a recipe's hook, run here in the loader workers) (image,
+    prepare_target(mask, ignore_index))."""
 
     def __init__(
-        self, source, transform, num_classes: int, ignore_index: int = 255, binary: bool = False
+        self,
+        source,
+        transform,
+        num_classes: int,
+        ignore_index: int = 255,
+        binary: bool = False,
+        prepare_target=None,
     ):
         self.source, self.transform = source, transform
         self.num_classes, self.ignore_index, self.binary = num_classes, ignore_index, binary
+        self.prepare_target = prepare_target
 
     def __len__(self) -> int:
         return len(self.source)
@@ -38,4 +47,7 @@ class SemanticSamples(Dataset):
         if seed is not None:
             seed_transform(self.transform, seed)
         out = self.transform(image=image, mask=mask)
-        return out["image"], torch.as_tensor(out["mask"], dtype=torch.long)
+        mask = torch.as_tensor(out["mask"], dtype=torch.long)
+        if self.prepare_target is not None:
+            return out["image"], self.prepare_target(mask, self.ignore_index)
+        return out["image"], mask

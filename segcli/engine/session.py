@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from segcli import io, viz
+from segcli import io, report, viz
 from segcli.config import TrainConfig
 from segcli.engine import checkpoint, distributed, runs
 from segcli.engine.resume import ResumePoint
@@ -66,9 +66,10 @@ class RunSession:
         if not self.is_main:
             return
         rows = runs.MetricsLog(self.run_dir / "metrics.jsonl").read()
-        task.write_plots(rows, last_val, self.class_names, self.run_dir)
-        panels = task.sample_panels(
-            checkpoint.unwrap(model), data.val_source, self.class_names, device
+        view = report.view(task.name)
+        view.write_plots(rows, last_val, self.class_names, self.run_dir)
+        panels = view.sample_panels(
+            task, checkpoint.unwrap(model), data.val_source, self.class_names, device
         )
         for name, image in panels:
             viz.save_jpeg(self.run_dir / "samples" / f"{name}.jpg", image)
@@ -76,9 +77,9 @@ class RunSession:
         rows.append(("time", f"{seconds:.1f} s"))
         if last_val:
             rows += [
-                (f"final {task.SCORE}", f"{task.score_of(last_val):.4f}"),
+                (f"final {task.score}", f"{last_val[task.score]:.4f}"),
                 (
-                    f"best {task.SCORE}",
+                    f"best {task.score}",
                     f"{state.best_score:.4f} (iteration {state.best_iteration})",
                 ),
                 ("checkpoints", f"{self.run_dir / 'best.pt'}, {self.run_dir / 'last.pt'}"),
@@ -86,7 +87,7 @@ class RunSession:
             ]
         else:
             rows.append(("checkpoint", f"{self.run_dir / 'last.pt'} (no val split, no best.pt)"))
-        rows.append(("plots", ", ".join(str(self.run_dir / name) for name in task.PLOTS)))
+        rows.append(("plots", ", ".join(str(self.run_dir / name) for name in task.plots)))
         self.log.summary(rows)
 
 

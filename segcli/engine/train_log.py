@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from segcli import report
 from segcli.progress import SilentBar, progress_bar, shown_on
 
 LOG_WIDTH = 120  # columns of the tables in train.log
@@ -142,11 +143,11 @@ class Reporter:
         """One line per validation; the per-class table for the final one."""
         if not self.enabled:
             return
-        title = f"validation at iteration {iteration}"
+        title, view = f"validation at iteration {iteration}", report.view(task.name)
         if final:
-            self.table(task.results_table(result, class_names, title))
+            self.table(view.results_table(result, class_names, title))
         else:
-            self.info(f"{title}: {task.summary_line(result)}")
+            self.info(f"{title}: {view.summary_line(result)}")
 
     def summary(self, rows: list[tuple[str, str]]) -> None:
         if not self.enabled:

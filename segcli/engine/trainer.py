@@ -15,7 +15,6 @@ import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,7 +22,7 @@ import torch
 from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
-from segcli import io, tasks
+from segcli import io, report, tasks
 from segcli.config import TrainConfig
 from segcli.data.loader import train_loader
 from segcli.engine import checkpoint, distributed
@@ -40,9 +39,10 @@ from segcli.engine.weights import start_from_weights
 from segcli.errors import ConfigError, DataError, SegcliError
 from segcli.nn.batch import check_min_batch
 from segcli.recipe import Recipe
+from segcli.tasks.evaluation import run_evaluation
 
 if TYPE_CHECKING:  # the task modules load with the recipe's task, after distributed set-up
-    from segcli.tasks.semantic import TaskData
+    from segcli.tasks import Task, TaskData
 
 
 class Interrupted(SegcliError):
@@ -118,7 +118,7 @@ def _fit(cfg, recipe, log, device, dist, resume) -> Path:
     """Everything is built and checked before open_session makes or touches a run folder."""
     if resume is None:
         refuse_occupied_out(cfg)  # before any weights are downloaded or data read
-    task = tasks.get(recipe.task)
+    task = tasks.for_recipe(recipe)
     seed_everything(cfg.seed + dist.rank)
     data = task.build_data(cfg)
     _check_split_sizes(cfg, data, dist, log)
@@ -257,7 +257,7 @@ class Trainer:
 
     cfg: TrainConfig
     recipe: Recipe
-    task: ModuleType  # segcli.tasks.semantic or .instance (tasks.get)
+    task: Task  # tasks.for_recipe
     data: TaskData
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -333,9 +333,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         accumulate, losses_sum, poisoned = self.cfg.accumulate, {}, False
         for batch in loader:
-            losses, _ = self.task.compute_losses(
-                self.model, batch, self.device, self.precision, self.recipe.criterion, self.cfg
-            )
+            losses = self.task.losses(self.model, batch, self.device, self.precision, self.cfg)
             loss = sum(losses.values())
             state.batch_in_epoch += 1
             if self._finite(loss, state):
@@ -406,10 +404,10 @@ class Trainer:
         if not len(self.data.val):
             return
         distributed.broadcast_buffers(checkpoint.unwrap(self.model))
-        result = self.task.validate(
-            self.model, self.data, self.cfg, self.device, self.precision, self.dist
+        result, _ = run_evaluation(
+            self.task, self.model, self.data, self.cfg, self.device, self.precision, self.dist
         )
-        score = self.task.score_of(result)
+        score = result[self.task.score]
         improved = score > state.best_score
         if improved:
             state.best_score, state.best_iteration = score, state.iteration
@@ -433,7 +431,8 @@ class Trainer:
     def _sample_images(self, state: Progress) -> None:
         if self.events.enabled:
             model, names = checkpoint.unwrap(self.model), self.data.class_names
-            panels = self.task.sample_panels(model, self.data.val_source, names, self.device)
+            view = report.view(self.task.name)
+            panels = view.sample_panels(self.task, model, self.data.val_source, names, self.device)
             self.events.images("samples", panels, state.iteration)
 
     def save_last(self, state: Progress) -> None:

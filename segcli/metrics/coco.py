@@ -19,12 +19,10 @@ COCO's segm format (which has no bbox), i.e. `COCOeval(gt, gt.loadRes(results wi
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from pathlib import Path
 
 import faster_coco_eval
 import numpy as np
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from segcli.data.coco import (
@@ -53,21 +51,22 @@ STATS = (
 PR_IOUS = {"pr50": 0.5, "pr75": 0.75}
 RECALL_POINTS = 101  # COCOeval's recall thresholds 0, 0.01, ..., 1
 MASK_THRESHOLD = 0.5  # Mask R-CNN section 3: the mask is binarised at 0.5
-# Optional per-detection outputs any instance model may give, with their COCO result keys:
-# `mask_scores` rank the masks for mask AP while `scores` rank the boxes (Mask Scoring R-CNN
-# section 3.3: mask score = classification score x predicted MaskIoU, and the detections keep
-# the classification score), `mask_ious` are predicted mask IoUs (reported as a correlation).
-OPTIONAL_OUTPUTS = {"mask_scores": "mask_score", "mask_ious": "mask_iou"}
+DETECTION_KEYS = ("boxes", "labels", "scores", "masks")  # what every instance model returns
+# A result's `mask_score`, where a model gives one per detection (`mask_scores`), ranks the
+# masks for mask AP while `score` ranks the boxes (Mask Scoring R-CNN section 3.3).
+MASK_SCORE = "mask_score"
 log = logging.getLogger(__name__)
 
 
 def detections_to_results(output: dict, image_id: int, category_ids) -> list[dict]:
     """COCO results of one image's detections (numpy arrays as the instance models return:
-    boxes [N,4] xyxy, labels [N] in 1..K, scores [N], masks [N,1,H,W] probabilities; optional
-    OPTIONAL_OUTPUTS mask_scores [N] and mask_ious [N])."""
+    boxes [N,4] xyxy, labels [N] in 1..K, scores [N], masks [N,1,H,W] probabilities). Any
+    further output, one number per detection, goes into each result under its singular name
+    (`mask_scores` [N] -> `mask_score`), for the scorers and a recipe's extra_metrics."""
     boxes = np.asarray(output["boxes"], dtype=np.float64).reshape(-1, 4)
     masks = np.asarray(output["masks"])
     rles = encode_masks(masks[:, 0] >= MASK_THRESHOLD) if len(masks) else []
+    extra = {key.removesuffix("s"): output[key] for key in output if key not in DETECTION_KEYS}
     results = []
     for i, rle in enumerate(rles):
         x1, y1, x2, y2 = boxes[i].tolist()
@@ -78,9 +77,8 @@ def detections_to_results(output: dict, image_id: int, category_ids) -> list[dic
             "score": float(output["scores"][i]),
             "segmentation": rle,
         }
-        for key, name in OPTIONAL_OUTPUTS.items():
-            if key in output:
-                result[name] = float(output[key][i])
+        for name, values in extra.items():
+            result[name] = float(values[i])
         results.append(result)
     return results
 
@@ -135,8 +133,8 @@ def _scored_as(result: dict, kind: str) -> dict:
     if kind == "box":
         return dict(result)
     copy = {k: v for k, v in result.items() if k != "bbox"}
-    if "mask_score" in copy:
-        copy["score"] = copy["mask_score"]
+    if MASK_SCORE in copy:
+        copy["score"] = copy[MASK_SCORE]
     return copy
 
 
@@ -163,66 +161,16 @@ def _nan(value: float) -> float:
     return float("nan") if value == -1 else float(value)
 
 
-# Mask Scoring R-CNN section 3.3: the MaskIoU head is trained on positive RoIs only (IoU with a
-# ground truth over 0.5), so its prediction means something for detections that match an object
-# and nothing for a false positive; the correlation is reported over both populations.
-MATCHED_IOU = 0.5
-
-
-def actual_mask_ious(gt: COCO, results: list[dict]) -> np.ndarray:
-    """Each detection's mask IoU [N] with the best-matching non-crowd ground-truth instance of
-    its category (0 if none). Detections are grouped by (image, category): the ground truth
-    is converted once and one `iou` call scores the whole group."""
-    actual = np.zeros(len(results))
-    groups = defaultdict(list)
-    for i, r in enumerate(results):
-        groups[r["image_id"], r["category_id"]].append(i)
-    for (image_id, category_id), members in groups.items():
-        anns = gt.loadAnns(gt.getAnnIds(imgIds=image_id, catIds=category_id))
-        rles = [gt.annToRLE(a) for a in anns if not a.get("iscrowd", 0)]
-        if rles:
-            masks = [results[i]["segmentation"] for i in members]
-            actual[members] = np.max(mask_utils.iou(masks, rles, [0] * len(rles)), axis=1)
-    return actual
-
-
-def pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson r of x and y; NaN with fewer than 2 values or a constant one."""
-    if len(x) < 2 or np.std(x) == 0 or np.std(y) == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
-
-
-def maskiou_scores(gt: COCO, results: list[dict]) -> dict:
-    """`maskiou_pearson` over matched detections (IoU >= 0.5, what the head is trained on) with
-    their count `maskiou_matched`, and `maskiou_pearson_all` over every detection."""
-    predicted = np.array([r["mask_iou"] for r in results], dtype=np.float64)
-    actual = actual_mask_ious(gt, results)
-    matched = actual >= MATCHED_IOU
-    return {
-        "maskiou_pearson": pearson(predicted[matched], actual[matched]),
-        "maskiou_matched": int(matched.sum()),
-        "maskiou_pearson_all": pearson(predicted, actual),
-    }
-
-
 def optional_keys(results: list[dict]) -> list[str]:
-    """The OPTIONAL_OUTPUTS result keys that any of `results` carries."""
-    return [key for key in OPTIONAL_OUTPUTS.values() if any(key in r for r in results)]
+    """MASK_SCORE if any of `results` carries it (then every result must)."""
+    return [MASK_SCORE] if any(MASK_SCORE in r for r in results) else []
 
 
 def evaluate_results(gt: COCO, results: list[dict], kinds=("mask", "box")) -> dict:
-    """Mask and/or box AP; with `mask_score`s also the mask AP ranked by the detection `score`
-    alone (`mask_ap_plain`), with `mask_iou`s the MaskIoU correlations (`maskiou_scores`)."""
+    """Mask and/or box AP of `results` against `gt` and their count (`detections`)."""
     out = {"detections": len(results)}
     for kind in kinds:
         out |= coco_eval(gt, results, kind)
-    extra = optional_keys(results) if "mask" in kinds else []
-    if "mask_score" in extra:
-        plain = [{k: v for k, v in r.items() if k != "mask_score"} for r in results]
-        out["mask_ap_plain"] = coco_eval(gt, plain, "mask")["mask_ap"]
-    if "mask_iou" in extra:
-        out |= maskiou_scores(gt, results)
     return out
 
 
@@ -235,8 +183,8 @@ def read_results(path: Path) -> list:
 
 def check_results(results: list[dict], path: Path, gt: COCO, kinds) -> None:
     """Every result has what `kinds` needs, in the form loadRes and COCOeval take, and points
-    at a gt image and category. An OPTIONAL_OUTPUTS key on any result (with mask AP asked for)
-    is needed on every result."""
+    at a gt image and category. A MASK_SCORE on any result (with mask AP asked for) is needed
+    on every result."""
     needed = ("image_id", "category_id", "score", *(RESULT_KEYS[k] for k in kinds))
     extra = tuple(optional_keys(results)) if "mask" in kinds else ()
     needed += extra
@@ -264,7 +212,7 @@ def _result_problem(r: dict, needed, sizes: dict, categories: set, kinds) -> str
         return f"has image_id {r['image_id']!r}, which is not in the ground truth"
     if not _known(r["category_id"], categories):
         return f"has category_id {r['category_id']!r}, which is not in the ground truth"
-    for key in ("score", *OPTIONAL_OUTPUTS.values()):
+    for key in ("score", MASK_SCORE):
         if key in needed and not is_number(r[key]):
             return f"has {key} {r[key]!r}, which is not a number"
     if "mask" in kinds:

@@ -10,10 +10,10 @@ import torch
 from segcli.data.transforms import denormalize
 from segcli.errors import ConfigError
 from segcli.ops.superpixels import COMPACTNESS, slic, vote_counts
-from segcli.tasks.semantic import predict_logits
+from segcli.ops.tta import plain_logits
 
 
-def superpixel_predictor(n_segments: int, compactness: float = COMPACTNESS, predict=predict_logits):
+def superpixel_predictor(n_segments: int, compactness: float = COMPACTNESS, predict=plain_logits):
     """Wrap `predict(model, images) -> logits [B,K,H,W]` so that it returns, per pixel, the log
     share of its superpixel's pixels predicted as each class: the argmax is the superpixel's
     majority class (ties: the lower class id). The RGB image that SLIC needs is recovered from

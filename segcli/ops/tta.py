@@ -11,14 +11,20 @@ import torch
 import torch.nn.functional as F
 
 from segcli.errors import ConfigError
-from segcli.tasks.semantic import predict_logits
 
 # DeepLab v3 section 4.3 (Inference strategy on val set) and v3+ section 4.3: inputs rescaled
 # by 0.5 .. 1.75 and left-right flipped, the outputs averaged.
 V3_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
-def tta_predictor(scales: Sequence[float] = V3_SCALES, flip: bool = True, predict=predict_logits):
+@torch.no_grad()
+def plain_logits(model, images: torch.Tensor) -> torch.Tensor:
+    """The model's class scores [B, K, H, W] at the input size, float32: the prediction
+    function the others wrap."""
+    return model(images).float()
+
+
+def tta_predictor(scales: Sequence[float] = V3_SCALES, flip: bool = True, predict=plain_logits):
     """Wrap `predict` so it averages the logits [B,K,H,W] of the images rescaled (bilinear) by
     each of `scales` and, with `flip`, mirrored, each resized back to H x W."""
     if not scales or any(s <= 0 for s in scales):
@@ -61,7 +67,7 @@ def build_predictor(
         raise ConfigError("--crf-param needs --crf")
     if crf and superpixels is not None:
         raise ConfigError("--crf and --superpixels are alternative refinements: give one")
-    predict = tta_predictor(tta_scales, tta_flip) if tta_scales else predict_logits
+    predict = tta_predictor(tta_scales, tta_flip) if tta_scales else plain_logits
     if superpixels is not None:
         from segcli.ops.superpixel_refine import superpixel_predictor
 
@@ -70,4 +76,4 @@ def build_predictor(
         from segcli.ops.crf import crf_params, crf_predictor
 
         predict = crf_predictor(crf_params(crf_items), predict)
-    return None if predict is predict_logits else predict
+    return None if predict is plain_logits else predict

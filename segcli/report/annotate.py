@@ -1,6 +1,7 @@
 """What `segcli infer` writes per image or video frame, for each task, and the video loop.
 
-An annotator has `frame(rgb) -> rgb` (the annotated picture, also used for every video frame),
+An annotator predicts through a task (segcli.tasks) and has `frame(rgb) -> rgb` (the annotated
+picture, also used for every video frame),
 `image(rgb, out_dir, stem) -> written paths` and `finish(out_dir)` (files about all images).
 """
 
@@ -23,13 +24,11 @@ from segcli.progress import shown_on, steps
 class SemanticAnnotator:
     """Class maps: `<stem>.png` (palette PNG of class ids) and `<stem>_overlay.jpg`."""
 
-    def __init__(self, model, class_names, device, predict):
-        self.model, self.names, self.device, self.predict = model, class_names, device, predict
+    def __init__(self, task, model, class_names, device):
+        self.task, self.model, self.names, self.device = task, model, class_names, device
 
     def label(self, rgb: np.ndarray) -> np.ndarray:
-        from segcli.tasks.semantic import predict_label
-
-        return predict_label(self.model, rgb, self.device, self.predict)
+        return self.task.predict(self.model, [rgb], self.device)[0]
 
     def frame(self, rgb: np.ndarray, label: np.ndarray | None = None) -> np.ndarray:
         label = self.label(rgb) if label is None else label
@@ -51,23 +50,21 @@ class InstanceAnnotator:
     `<stem>_splash.jpg` with `splash`, and one COCO results file `results.json` for the images
     (detections scoring at least `score_threshold`, image ids in input order from 1)."""
 
-    def __init__(self, model, class_names, category_ids, device, score_threshold, splash):
-        self.model, self.names, self.device = model, class_names, device
+    def __init__(self, task, model, class_names, category_ids, device, score_threshold, splash):
+        self.task, self.model, self.names, self.device = task, model, class_names, device
         self.category_ids = category_ids or tuple(range(1, len(class_names)))
         self.threshold, self.splash = score_threshold, splash
         self.results: list[dict] = []
         self.images = 0
 
     def detect(self, rgb: np.ndarray) -> dict:
-        from segcli.tasks.instance import predict_instances
-
-        (found,) = predict_instances(self.model, [rgb], self.device)
+        (found,) = self.task.predict(self.model, [rgb], self.device)
         keep = found["scores"] >= self.threshold
         return {k: v[keep] for k, v in found.items()}
 
     def picture(self, rgb: np.ndarray, found: dict, splash: bool = False) -> np.ndarray:
         """The overlay of detections `found` on `rgb` (or their colour splash); their masks are
-        predict_instances' binary ones."""
+        the task's binary ones."""
         masks = found["masks"][:, 0]
         if splash:
             return viz.colour_splash(rgb, masks)

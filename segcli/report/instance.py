@@ -1,4 +1,5 @@
-"""What the instance task shows of its scores: the results table and the evaluation plots.
+"""What the instance task shows of its scores: the results table, the evaluation plots and the
+sample overlays of training (segcli.report.view("instance")).
 
 Free of torch, so that `segcli eval --gt-json/--pred-json` (no model) starts fast.
 """
@@ -7,19 +8,21 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from rich.console import Group
-from rich.table import Table as RichTable
 from rich.text import Text
 
 from segcli.metrics.coco import KINDS, STATS
+from segcli.report import rich_class_table, write_training_plots
 from segcli.report.html import Table
 
 SCORE = "mask_ap"
+PLOTS = ("curves.png", "pr_curve.png", "per_class_ap.png")  # what write_plots writes
+NOTES = "notes"  # result key: lines about extra scores (a recipe's extra_metrics) to show
 LABELS = dict(
     zip(STATS, ("AP", "AP50", "AP75", "APs", "APm", "APl",
                 "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"))
 )  # fmt: skip
-EVAL_PLOTS = ("pr_curve.png", "per_class_ap.png")  # what eval_plots draws
 IOUS = ("50", "75")  # the IoU thresholds of pr_curve.png: result keys {kind}_pr50, _ap50, ...
 
 
@@ -45,12 +48,7 @@ def summary_table(result: dict) -> Table:
 
 def results_table(result: dict, class_names, title: str = "validation") -> Group:
     """Per-category AP (mask and box), then the 12 COCO numbers of each kind (AP, AR lines)."""
-    classes = class_table(result, class_names)
-    table = RichTable(title=title)
-    for column in classes.headers:
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for row in classes.rows:
-        table.add_row(*row)
+    table = rich_class_table(class_table(result, class_names), title)
     lines = []
     for k in scored_kinds(result):
         for group in (STATS[:6], STATS[6:]):
@@ -69,21 +67,9 @@ def summary_line(result: dict) -> str:
 
 
 def _notes(result: dict) -> list[str]:
-    lines = []
-    if result.get("detections") == 0:
-        lines.append("no detections: every AP is 0")
-    if "maskiou_pearson" in result:
-        lines.append(
-            f"MaskIoU vs actual IoU: Pearson r {_fmt(result['maskiou_pearson'])} over the "
-            f"{result['maskiou_matched']} detections matching an object (IoU >= 0.5), "
-            f"{_fmt(result['maskiou_pearson_all'])} over all"
-        )
-    if "mask_ap_plain" in result:
-        lines.append(
-            f"mask AP {_fmt(result['mask_ap'])} ranked by the mask score vs "
-            f"{_fmt(result['mask_ap_plain'])} by the detection score"
-        )
-    return lines
+    """What the numbers alone do not say: no detections, then the extra scores' own lines."""
+    lines = ["no detections: every AP is 0"] if result.get("detections") == 0 else []
+    return lines + list(result.get(NOTES, []))
 
 
 def _fmt(value: float | None) -> str:
@@ -97,10 +83,7 @@ def eval_plots(result: dict, class_names) -> dict[str, bytes]:
 
     kinds = scored_kinds(result)
     curves = {
-        k: {
-            f"IoU 0.{t} (AP{t} {_fmt(result[f'{k}_ap{t}'])})": result[f"{k}_pr{t}"]
-            for t in ("50", "75")
-        }
+        k: {f"IoU 0.{t} (AP{t} {_fmt(result[f'{k}_ap{t}'])})": result[f"{k}_pr{t}"] for t in IOUS}
         for k in kinds
     }
     bars = {f"{k} AP": result[f"{k}_per_class_ap"] for k in kinds}
@@ -108,3 +91,54 @@ def eval_plots(result: dict, class_names) -> dict[str, bytes]:
         "pr_curve.png": viz.pr_curve_png(curves),
         "per_class_ap.png": viz.bar_chart_png(list(class_names[1:]), bars, "per-class AP@[.5:.95]"),
     }
+
+
+def write_plots(rows: list[dict], last_val: dict | None, class_names, run_dir) -> None:
+    """PLOTS: the training curves, then eval_plots of the last validation (if any)."""
+    plots = eval_plots(last_val, class_names) if last_val else {}
+    write_training_plots(SCORE, plots, rows, run_dir)
+
+
+def sample_panels(
+    task, model, source, class_names, device, count: int = 4, score_threshold: float = 0.5
+) -> list:
+    """(name, uint8 RGB image) for the first validation images: prediction (by `task`) |
+    ground truth instance overlays, enlarged (nearest neighbour) so that small images stay
+    readable."""
+    from segcli import viz
+
+    images = []
+    for index in range(min(count, len(source))):
+        sample = source.load(index)
+        image, truth = sample["image"], sample["instances"]
+        (found,) = task.predict(model, [image], device)
+        keep = found["scores"] >= score_threshold
+        gt = {
+            "masks": np.array([i["mask"] for i in truth], bool).reshape(-1, *image.shape[:2]),
+            "boxes": np.array([i["box"] for i in truth]).reshape(-1, 4),
+            "labels": np.array([i["label"] for i in truth], dtype=np.int64),
+        }
+        pred = {
+            "masks": found["masks"][keep, 0],
+            "boxes": found["boxes"][keep],
+            "labels": found["labels"][keep],
+            "scores": found["scores"][keep],
+        }
+        big = viz.upscale(image)
+        factor = big.shape[0] // image.shape[0]
+        panels = [
+            viz.draw_instances(
+                big,
+                d["masks"].repeat(factor, 1).repeat(factor, 2),
+                d["boxes"] * factor,
+                d["labels"],
+                class_names,
+                d.get("scores"),
+            )
+            for d in (pred, gt)
+        ]
+        gap = np.full((big.shape[0], 4, 3), 255, np.uint8)
+        row = np.concatenate([panels[0], gap, panels[1]], axis=1)
+        strip = viz.caption_strip(row.shape[1], "prediction | ground truth")
+        images.append((sample["name"], np.concatenate([row, strip], axis=0)))
+    return images

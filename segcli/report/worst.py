@@ -8,7 +8,8 @@ neither. An image with nothing to find and nothing found scores 1. Equal scores 
 dataset's order. Each worst image gets three panels: ground truth, prediction and the error
 overlay (viz.error_overlay: false positives and false negatives of the class maps).
 
-Torch is imported only by the model pass (`worst_semantic`), so `eval --gt-json` stays light.
+Torch is not imported here (the model pass of `worst_semantic` goes through a task), so
+`eval --gt-json` stays light.
 """
 
 from __future__ import annotations
@@ -100,12 +101,11 @@ def semantic_example(name, score, image, truth, pred, ignore_index: int) -> Exam
     return Example(name, f"image mIoU {score:.3f}", {k: jpeg(v) for k, v in panels.items()})
 
 
-def worst_semantic(model, source, num_classes: int, device, predict, k: int, cfg) -> list:
-    """The k worst images of a semantic source ({load(i) -> image, mask, name}) under `model`
-    (`predict`: the eval's prediction function, e.g. --tta; None: plain), as report Examples.
+def worst_semantic(task, model, source, num_classes: int, device, k: int, cfg) -> list:
+    """The k worst images of a semantic source ({load(i) -> image, mask, name}) under `model`,
+    predicted by `task` (segcli.tasks: the eval's, e.g. with --tta), as report Examples.
     `cfg` gives ignore_index and binary (0/255 masks)."""
     from segcli.data.labels import binary_ids
-    from segcli.tasks.semantic import predict_label, predict_logits
 
     if k <= 0:
         return []
@@ -113,7 +113,7 @@ def worst_semantic(model, source, num_classes: int, device, predict, k: int, cfg
     for index in range(len(source)):
         sample = source.load(index)
         truth = binary_ids(sample["mask"]) if cfg.binary else sample["mask"]
-        pred = predict_label(model, sample["image"], device, predict or predict_logits)
+        (pred,) = task.predict(model, [sample["image"]], device)
         score = image_miou(truth, pred, num_classes, cfg.ignore_index)
         lowest.add(score, (sample["name"], sample["image"], truth, pred))
     return [
