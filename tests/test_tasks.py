@@ -19,7 +19,7 @@ from segcli.tasks.evaluation import run_evaluation
 from segcli.tasks.instance import InstanceTask
 from segcli.tasks.semantic import SemanticTask
 
-from conftest import TINY_RCNN
+from helpers import TINY_RCNN
 
 CPU = torch.device("cpu")
 METHODS = ("build_data", "losses", "predict_batch", "predict", "evaluator")
