@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from segcli.cli_flags import with_setting_flags
+from segcli.data import IGNORE_INDEX
 from segcli.errors import SegcliError
 from segcli.progress import shown_on
 from segcli.torch_files import check_torch_file
@@ -138,7 +139,7 @@ def eval_command(
     pred: Annotated[Path | None, typer.Option(help="Folder of predicted label PNGs.")] = None,
     gt: Annotated[Path | None, typer.Option(help="Folder of ground-truth label PNGs.")] = None,
     num_classes: Annotated[int | None, typer.Option(help="Classes, with --pred/--gt.")] = None,
-    ignore_index: Annotated[int, typer.Option(help="Ignored label, with --pred/--gt.")] = 255,
+    ignore_index: Annotated[int, typer.Option(help="Ignored label (--pred/--gt).")] = IGNORE_INDEX,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 2,
     json_out: Annotated[
@@ -409,7 +410,7 @@ def infer_command(
 def check_command(
     data: Annotated[str, typer.Option(help="Dataset folder to check.")],
     num_classes: Annotated[int | None, typer.Option(help="Classes (default: dataset's).")] = None,
-    ignore_index: Annotated[int, typer.Option(help="Label value that is ignored.")] = 255,
+    ignore_index: Annotated[int, typer.Option(help="Label value that is ignored.")] = IGNORE_INDEX,
     set_: Annotated[
         list[str] | None,
         typer.Option(
@@ -593,7 +594,7 @@ def superpixels_command(
         Path | None, typer.Option(help="Folder of ground-truth masks (class ids), by file stem.")
     ] = None,
     tolerance: Annotated[int, typer.Option(help="Boundary recall distance d, pixels.")] = 2,
-    ignore_index: Annotated[int, typer.Option(help="Mask value that is ignored.")] = 255,
+    ignore_index: Annotated[int, typer.Option(help="Mask value that is ignored.")] = IGNORE_INDEX,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the per-image results as JSON.")
     ] = None,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from segcli.data import IGNORE_INDEX
 from segcli.errors import ConfigError, DataError, did_you_mean
 from segcli.recipe import Recipe
 from segcli.settings import Rule, coerce, flag, flag_name, setting
@@ -91,7 +92,7 @@ class TrainConfig:
         "backbone stages, 1 = the stem).",
     )
     seed: int = flag(0, "Random seed.", low=0)
-    ignore_index: int = setting(255, low=0, high=65535)
+    ignore_index: int = setting(IGNORE_INDEX, low=0, high=65535)
     binary: bool = False  # masks of 0/255 mean background/foreground
     via_attribute: str | None = None  # VIA data: the region attribute holding the class
     skip_nonfinite: bool = False

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from segcli import io
+from segcli.data import IGNORE_INDEX
 
 
 def voc_colormap(n: int = 256) -> np.ndarray:
@@ -44,7 +45,7 @@ def save_label_png(path: str | Path, label: np.ndarray) -> None:
 
 
 def overlay(
-    image: np.ndarray, label: np.ndarray, alpha: float = 0.5, ignore_index: int = 255
+    image: np.ndarray, label: np.ndarray, alpha: float = 0.5, ignore_index: int = IGNORE_INDEX
 ) -> np.ndarray:
     """Blend class colours over the RGB image; background (0) and ignore stay untouched."""
     ids = label if label.dtype == np.uint8 else label.astype(np.int64) % 256
@@ -232,7 +233,7 @@ ERROR_COLOURS = {
 
 
 def error_overlay(
-    image: np.ndarray, truth: np.ndarray, pred: np.ndarray, ignore_index: int = 255
+    image: np.ndarray, truth: np.ndarray, pred: np.ndarray, ignore_index: int = IGNORE_INDEX
 ) -> np.ndarray:
     """The RGB image [H, W, 3] in faded grey with each wrongly labelled pixel of the class maps
     `truth` and `pred` [H, W] (0 background) in its ERROR_COLOURS colour; pixels whose truth

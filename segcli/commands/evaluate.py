@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from segcli import io, tasks
+from segcli.data import IGNORE_INDEX
 from segcli.data.folders import pair_by_stem
 from segcli.data.images import read_mask
 from segcli.engine import checkpoint
@@ -121,7 +122,7 @@ def _check_classes(data: str, found, trained) -> None:
 
 
 def evaluate_label_folders(
-    pred_dir: Path, gt_dir: Path, num_classes: int, ignore_index: int = 255
+    pred_dir: Path, gt_dir: Path, num_classes: int, ignore_index: int = IGNORE_INDEX
 ) -> dict:
     """Scores of saved label PNGs in `pred_dir` against `gt_dir`, paired by file stem."""
     metrics = SegMetrics(num_classes, ignore_index)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from segcli import io
+from segcli.data import IGNORE_INDEX
 from segcli.data.images import collect_sources, is_video, list_images, read_image, read_mask
 from segcli.errors import ConfigError, DataError
 from segcli.ops import superpixels as sp
@@ -26,7 +27,7 @@ class SlicSpec:
     n_segments: int = sp.N_SEGMENTS
     compactness: float = sp.COMPACTNESS
     tolerance: int = sp.BOUNDARY_TOLERANCE  # boundary recall's d, pixels
-    ignore_index: int = 255
+    ignore_index: int = IGNORE_INDEX
 
 
 def run_superpixels(

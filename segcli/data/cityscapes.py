@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from segcli.data import IGNORE_INDEX
 from segcli.errors import DataError
-
-IGNORE = 255
 
 
 def is_cityscapes(root: Path) -> bool:
@@ -30,7 +29,7 @@ class CityscapesDataset:
             for c in sorted(Cityscapes.classes, key=lambda c: c.train_id)
             if not c.ignore_in_eval
         )
-        self.lookup = np.full(256, IGNORE, np.uint8)
+        self.lookup = np.full(256, IGNORE_INDEX, np.uint8)
         for c in Cityscapes.classes:
             if 0 <= c.id < 256 and not c.ignore_in_eval:
                 self.lookup[c.id] = c.train_id

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from segcli.data import IGNORE_INDEX
 from segcli.data.images import exif_rotation
 from segcli.data.labels import (
     binary_ids,
@@ -52,7 +53,7 @@ class Report:
 def diagnose(
     data: str,
     num_classes: int | None = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     splits: tuple[str, ...] = ("train", "val"),
     progress: Callable[[int, int], None] | None = None,
     binary: bool = False,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from segcli.data import IGNORE_INDEX
+
 
 def size_problem(mask_shape: tuple, image_shape: tuple) -> str | None:
     if tuple(mask_shape[:2]) == tuple(image_shape[:2]):
@@ -31,7 +33,7 @@ def out_of_range_problem(values: np.ndarray, num_classes: int, ignore_index: int
 def binary_problem(values: np.ndarray, ignore_index: int) -> str | None:
     """0/255 masks read with ignore index 255 would ignore every foreground pixel."""
     present = {int(v) for v in values}
-    if ignore_index == 255 and present == {0, 255}:
+    if ignore_index == IGNORE_INDEX and present == {0, 255}:
         return (
             "mask holds only 0 and 255 (a binary mask): 255 is the ignore index, so every "
             "foreground pixel would be ignored; fix: --set binary=true"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from segcli.data import IGNORE_INDEX
 from segcli.data.images import check_mask
 from segcli.data.labels import binary_ids
 from segcli.data.transforms import seed_transform
@@ -20,7 +21,7 @@ class SemanticSamples(Dataset):
         source,
         transform,
         num_classes: int,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         binary: bool = False,
         prepare_target=None,
     ):

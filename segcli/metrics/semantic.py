@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from segcli.data import IGNORE_INDEX
+
 
 class SegMetrics:
     """Accumulates the confusion matrix on the labels' device, without a host sync per batch.
@@ -21,7 +23,7 @@ class SegMetrics:
     into class, ignored or out-of-range bins; out-of-range values are reported by compute().
     """
 
-    def __init__(self, num_classes: int, ignore_index: int | None = 255):
+    def __init__(self, num_classes: int, ignore_index: int | None = IGNORE_INDEX):
         if num_classes < 1:
             raise ValueError("num_classes must be >= 1")
         if ignore_index is not None and not 0 <= ignore_index < 2**16:

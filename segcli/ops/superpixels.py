@@ -12,6 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from segcli.data import IGNORE_INDEX
+
 # Achanta et al. 2012, comparison section ("Adherence to boundaries"): a ground-truth boundary
 # pixel is recalled when a superpixel boundary lies within d = 2 pixels.
 BOUNDARY_TOLERANCE = 2
@@ -37,7 +39,7 @@ def boundaries(labels: np.ndarray) -> np.ndarray:
     return find_boundaries(labels, connectivity=1, mode="thick")
 
 
-def gt_segments(gt: np.ndarray, ignore_index: int | None = 255) -> np.ndarray:
+def gt_segments(gt: np.ndarray, ignore_index: int | None = IGNORE_INDEX) -> np.ndarray:
     """Connected regions [H, W] (int64, 1..G) of equal label in a class map; 0 where ignored."""
     from skimage.measure import label as connected
 
@@ -51,7 +53,7 @@ def boundary_recall(
     superpixels: np.ndarray,
     gt: np.ndarray,
     tolerance: int = BOUNDARY_TOLERANCE,
-    ignore_index: int | None = 255,
+    ignore_index: int | None = IGNORE_INDEX,
 ) -> float:
     """Share of ground-truth boundary pixels (on labelled pixels) with a superpixel boundary
     pixel within `tolerance` pixels (Chebyshev distance); NaN when the ground truth has none."""
@@ -65,7 +67,7 @@ def boundary_recall(
 
 
 def undersegmentation_error(
-    superpixels: np.ndarray, gt: np.ndarray, ignore_index: int | None = 255
+    superpixels: np.ndarray, gt: np.ndarray, ignore_index: int | None = IGNORE_INDEX
 ) -> float:
     """Neubert & Protzel's undersegmentation error ("Superpixel Benchmark and Comparison",
     Forum Bildverarbeitung 2012; as in Stutz et al., CVIU 2018):
