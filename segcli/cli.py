@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -203,30 +202,28 @@ def eval_command(
 ):
     """Evaluate a checkpoint on a val split, saved label PNGs with --pred/--gt, COCO results
     with --gt-json/--pred-json, or COCO panoptic results with --gt-panoptic/--pred-panoptic."""
-    from segcli import io
-    from segcli.report.eval_outputs import check_output_paths, write_outputs
+    from segcli.commands import eval_modes as modes
+    from segcli.report.eval_outputs import check_output_paths
 
+    metric = metric and metric.value
     panoptic_files = (gt_panoptic, pred_panoptic, gt_panoptic_dir, pred_panoptic_dir)
+    model_flags = tta or crf or tta_scale or crf_param or set_ or superpixels is not None
     if panoptic is not None:
         others = (data not in (None, "shapes"), pred, gt, gt_json, pred_json, save_json, set_)
+        predict = modes.predictor(tta, tta_scale, tta_flip, crf, crf_param, superpixels)
         others += (*panoptic_files, plots, report)
-        predict = _predictor(tta, tta_scale, tta_flip, crf, crf_param, superpixels)
-        return _eval_fused((panoptic, checkpoint), metric, device, predict, json_out, others)
-    if metric == Metric.pq or any(panoptic_files):
-        others = (checkpoint, data, pred, gt, gt_json, pred_json, save_json, tta, crf, set_)
-        others += (superpixels is not None,)
-        return _eval_panoptic(*panoptic_files, metric, json_out, any(others))
+        paths = (panoptic, checkpoint)
+        return modes.eval_fused(paths, metric, device, predict, json_out, others, console)
+    if metric == "pq" or any(panoptic_files):
+        others = (checkpoint, data, pred, gt, gt_json, pred_json, save_json, model_flags)
+        return modes.eval_panoptic_files(panoptic_files, metric, json_out, any(others), console)
     check_output_paths(plots, report, report_worst)
     worst = report_worst if report else 0
     if gt_json or pred_json:  # no model: torch is not imported
-        model_flags = tta or crf or tta_scale or crf_param or set_ or superpixels is not None
-        result, names, task_name, examples = _score_result_files(
-            gt_json, pred_json, metric, model_flags, worst
-        )
+        scored = modes.score_result_files(gt_json, pred_json, metric, model_flags, worst)
         facts = [("ground truth", str(gt_json)), ("results", str(pred_json))]
     elif pred or gt:
-        model_flags = tta or crf or tta_scale or crf_param or set_ or superpixels is not None
-        result, names, task_name, examples = _score_label_folders(
+        scored = modes.score_label_folders(
             pred, gt, num_classes, ignore_index, model_flags, worst, metric
         )
         facts = [("predictions", str(pred)), ("ground truth", str(gt))]
@@ -236,131 +233,13 @@ def eval_command(
         path = check_torch_file(
             checkpoint or runs.latest_run(needs="best.pt") / "best.pt", "checkpoint"
         )
-        from segcli.commands import evaluate
-
-        predict = _predictor(tta, tta_scale, tta_flip, crf, crf_param, superpixels)
-        result, names, task, examples = evaluate.evaluate_with_examples(
-            path,
-            data,
-            device,
-            workers,
-            predict,
-            set_ or [],
-            save_json,
-            worst,
-            metric and metric.value,
+        predict = modes.predictor(tta, tta_scale, tta_flip, crf, crf_param, superpixels)
+        scored = modes.score_checkpoint(
+            path, data, device, workers, predict, set_ or [], save_json, worst, metric
         )
-        task_name = task.name
         console.print(f"checkpoint: {path}", highlight=False)
         facts = [("checkpoint", str(path)), ("data", data or "the checkpoint's")]
-    from segcli.report import view as task_view
-
-    view = task_view(task_name)
-    console.print(view.results_table(result, names, "evaluation"))
-    if result.get("detections") == 0:
-        err_console.print("warning: no detections to score; every AP is 0", highlight=False)
-    default = view.SCORE if view.SCORE in result or "box_ap" not in result else "box_ap"
-    _print_scores(result, metric.value if metric else default)  # box_ap: box-only results
-    if json_out:
-        kept = {k: v for k, v in result.items() if k not in BULKY}
-        io.write_json(json_out, kept | {"class_names": list(names)})
-    write_outputs(result, names, view, plots, report, examples, facts)
-    for written in (plots, report):
-        if written:
-            console.print(f"wrote {written}", highlight=False)
-
-
-# result keys left out of --json: the confusion matrix, the precision-recall curves and the
-# report's notes
-BULKY = ("confusion", "mask_pr50", "mask_pr75", "box_pr50", "box_pr75", "notes")
-
-
-def _predictor(tta: bool, scales, flip: bool, crf: bool, crf_items, superpixels=None):
-    """The test-time prediction function of --tta/--crf/--superpixels (None: plain logits)."""
-    from segcli.errors import ConfigError
-    from segcli.ops.tta import V3_SCALES, build_predictor
-
-    if scales and not tta:
-        raise ConfigError("--tta-scale needs --tta")
-    scales = (scales or V3_SCALES) if tta else None
-    return build_predictor(scales, flip, crf, crf_items or [], superpixels)
-
-
-def _score_label_folders(pred, gt, num_classes, ignore_index, model_options, worst, metric):
-    """--pred/--gt: label PNGs scored against label PNGs, and the `worst` worst pairs."""
-    from segcli.commands import evaluate
-    from segcli.errors import ConfigError
-    from segcli.tasks.semantic import SemanticTask
-
-    if not (pred and gt and num_classes):
-        raise ConfigError("--pred, --gt and --num-classes go together")
-    if model_options:
-        raise ConfigError(
-            "--tta, --crf, --superpixels and --set need a checkpoint, not --pred/--gt"
-        )
-    evaluate.check_metric(metric and metric.value, SemanticTask.metrics, "--pred/--gt")
-    result = evaluate.evaluate_label_folders(pred, gt, num_classes, ignore_index)
-    examples = evaluate.worst_label_folders(pred, gt, num_classes, ignore_index, worst)
-    return result, tuple(f"class_{i}" for i in range(num_classes)), "semantic", examples
-
-
-def _score_result_files(gt_json, pred_json, metric, model_options, worst: int):
-    """--gt-json/--pred-json: COCO results scored by faster-coco-eval, no model, no torch;
-    with the `worst` worst images drawn on a grey background (the images are not at hand)."""
-    from segcli.errors import ConfigError
-    from segcli.metrics.coco import evaluate_results, read_result_files
-    from segcli.report.worst import worst_instances
-
-    if not (gt_json and pred_json):
-        raise ConfigError("--gt-json and --pred-json go together")
-    if model_options:
-        raise ConfigError(
-            "--tta, --crf, --superpixels and --set need a checkpoint, not --gt-json/--pred-json"
-        )
-    kinds = {"mask-ap": ("mask",), "box-ap": ("box",), None: None}.get(metric and metric.value)
-    if metric and kinds is None:
-        raise ConfigError(f"--metric {metric.value}: COCO results give mask-ap or box-ap")
-    gt, results, kinds, names = read_result_files(gt_json, pred_json, kinds)
-    result = evaluate_results(gt, results, kinds)
-    with_masks = "mask" in kinds  # box-only results have no masks to draw
-    if with_masks:
-        result |= _recipes_extra_metrics(gt, results, pred_json)
-    category_ids = sorted(gt.getCatIds())
-    examples = worst_instances(gt, results, worst if with_masks else 0, names, category_ids)
-    return result, names, "instance", examples
-
-
-def _recipes_extra_metrics(gt, results: list[dict], pred_json) -> dict:
-    """Every recipe's extra_metrics of saved results (each gives nothing for results without
-    its model's outputs), with their report lines together."""
-    from segcli.errors import DataError
-    from segcli.recipe import list_recipes, load_object
-    from segcli.report.instance import NOTES
-
-    extra, notes = {}, []
-    for reference in dict.fromkeys(r.extra_metrics for r in list_recipes() if r.extra_metrics):
-        try:
-            scores = load_object(reference)(gt, results)
-        except DataError as exc:
-            raise DataError(f"{pred_json}: {exc}") from None
-        notes += scores.pop(NOTES, [])
-        extra |= scores
-    return extra | ({NOTES: notes} if notes else {})
-
-
-def _print_scores(result: dict, metric: str) -> None:
-    if metric == "all":  # the semantic four, or every AP-type score of an instance model
-        semantic = ["pa", "mpa", "miou", "fwiou"]
-        keys = (
-            semantic if "miou" in result else [k for k, v in result.items() if isinstance(v, float)]
-        )
-    else:
-        keys = [metric.replace("-", "_")]
-    for key in keys:
-        value = result.get(key)
-        if value is None:
-            raise SegcliError(f"--metric {metric}: not available for this model")
-        console.print(f"{key}: {value:.4f}" if not math.isnan(value) else f"{key}: nan")
+    modes.show_scores(scored, metric, json_out, (plots, report, facts), console, err_console)
 
 
 @app.command("infer")
@@ -389,10 +268,11 @@ def infer_command(
     for path in (checkpoint, panoptic):
         if path is not None:
             check_torch_file(path, "checkpoint")
+    from segcli.commands.eval_modes import predictor
     from segcli.commands.infer import infer
     from segcli.errors import ConfigError
 
-    predict = _predictor(False, None, False, crf, crf_param, superpixels)
+    predict = predictor(False, None, False, crf, crf_param, superpixels)
     if panoptic is None:
         written = infer(checkpoint, sources, out, device, console, predict, score_threshold, splash)
     elif splash:
@@ -533,52 +413,6 @@ def benchmark_command(
         sets=tuple(set_ or []),
     )
     benchmark(spec, compare or compare_nms, json_out, console)
-
-
-def _eval_panoptic(gt_json, pred_json, gt_dir, pred_dir, metric, json_out, other_inputs):
-    """eval --metric pq: COCO panoptic results scored against COCO panoptic ground truth."""
-    from segcli.commands.panoptic_eval import evaluate_panoptic_files
-    from segcli.errors import ConfigError
-
-    if metric not in (None, Metric.pq):
-        raise ConfigError(f"--metric {metric.value}: COCO panoptic files give pq")
-    if other_inputs or not (gt_json and pred_json):
-        raise ConfigError(
-            "--metric pq scores COCO panoptic files: give --gt-panoptic and --pred-panoptic "
-            "(and no checkpoint, --data, --pred/--gt, --gt-json, --tta, --crf or --set), or "
-            "two checkpoints with --panoptic"
-        )
-    _show_panoptic(evaluate_panoptic_files(gt_json, pred_json, gt_dir, pred_dir), json_out)
-
-
-def _eval_fused(paths, metric, device, predict, json_out, other_inputs):
-    """eval --panoptic: two checkpoints fused and scored on the shapes val split."""
-    from segcli.commands.panoptic import evaluate_shapes_panoptic
-    from segcli.errors import ConfigError
-
-    if metric not in (None, Metric.pq):
-        raise ConfigError(f"--metric {metric.value}: --panoptic gives pq")
-    if paths[1] is None:
-        raise ConfigError("--panoptic needs two checkpoints: --panoptic SEMANTIC.pt INSTANCE.pt")
-    if any(other_inputs):
-        raise ConfigError(
-            "--panoptic scores two checkpoints on the built-in shapes val split: no --data, "
-            "--pred/--gt, --gt-json, --gt-panoptic, --save-json, --set, --plots or --report"
-        )
-    _show_panoptic(evaluate_shapes_panoptic(paths, device, predict), json_out)
-
-
-def _show_panoptic(result: dict, json_out) -> None:
-    """The panoptic quality tables and PQ, SQ and RQ; the result as JSON to `json_out`."""
-    from segcli import io
-    from segcli.commands.panoptic_eval import results_table
-
-    console.print(results_table(result))
-    for key in ("pq", "sq", "rq"):
-        value = result[key]
-        console.print(f"{key}: {value:.4f}" if not math.isnan(value) else f"{key}: nan")
-    if json_out:
-        io.write_json(json_out, result)
 
 
 @app.command("superpixels")
