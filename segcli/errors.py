@@ -1,5 +1,7 @@
 """User-facing errors: one line naming the file or key and the problem, exit code 2."""
 
+import re
+
 ORIGINAL_TRACEBACK = "Original Traceback"
 
 
@@ -25,3 +27,15 @@ class DataError(SegcliError):
 
 class ConfigError(SegcliError):
     """An unknown recipe, option or `--set` key, or a value of the wrong type."""
+
+
+def first_line(exc: BaseException, limit: int = 200, with_type: bool = False) -> str:
+    """The gist of a library error for a one-line message: its first sentence of its first
+    line, without a `[file.cc:123]` source prefix, at most `limit` characters (the type's name
+    in front when `with_type`, or alone when there is no message)."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    text = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", text.splitlines()[0])
+    text = text.split(". ")[0][:limit]
+    return f"{type(exc).__name__}: {text}" if with_type else text

@@ -273,7 +273,8 @@ def train_step(recipe: Recipe, model, cfg, device) -> Callable[[], None]:
     from segcli.data.loader import train_loader
     from segcli.engine.freeze import train_mode
     from segcli.engine.optim import build_optimizer
-    from segcli.engine.trainer import optimizer_step, place_model
+    from segcli.engine.setup import place_model
+    from segcli.engine.trainer import optimizer_step
 
     task = tasks.get(recipe.task)
     data = task.build_data(cfg, splits=("train",))
