@@ -132,17 +132,18 @@ class Trainer(Training):
 
     def run(self, state: TrainState) -> None:
         try:
-            self._run(self.loader, state)
+            self._run(state)
         finally:
             self.events.close()
 
-    def _run(self, loader, state: TrainState) -> None:
+    def _run(self, state: TrainState) -> None:
         started = time.perf_counter()
         with self.stop.installed(), self.log.progress(self.total, state.iteration) as bar:
             try:
                 while state.iteration < self.total:
-                    loader.sampler.start_at(state.epoch, state.batch_in_epoch * self.cfg.batch_size)
-                    finished_epoch = self.train_one_epoch(loader, state, bar)
+                    skip = state.batch_in_epoch * self.cfg.batch_size
+                    self.loader.sampler.start_at(state.epoch, skip)
+                    finished_epoch = self.train_one_epoch(state, bar)
                     if finished_epoch:
                         state.epoch, state.batch_in_epoch = state.epoch + 1, 0
                         if self.cfg.val_every == 0 and state.iteration < self.total:
@@ -176,12 +177,12 @@ class Trainer(Training):
             self.last_val,
         )
 
-    def train_one_epoch(self, loader, state: TrainState, bar) -> bool:
+    def train_one_epoch(self, state: TrainState, bar) -> bool:
         """Consume the rest of the epoch; False if training ended (total or Ctrl-C) inside it."""
         train_mode(self.model)
         self.optimizer.zero_grad(set_to_none=True)
         accumulate, losses_sum, poisoned = self.cfg.accumulate, {}, False
-        for batch in loader:
+        for batch in self.loader:
             losses, _ = self.task.compute_losses(
                 self.model, batch, self.device, self.precision, self.recipe.criterion, self.cfg
             )
