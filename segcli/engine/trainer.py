@@ -138,18 +138,12 @@ class Trainer(Training):
 
     def _run(self, state: TrainState) -> None:
         started = time.perf_counter()
-        with self.stop.installed(), self.log.progress(self.total, state.iteration) as bar:
+        with self.log.progress(self.total, state.iteration) as bar:
             try:
-                while state.iteration < self.total:
-                    skip = state.batch_in_epoch * self.cfg.batch_size
-                    self.loader.sampler.start_at(state.epoch, skip)
-                    finished_epoch = self.train_one_epoch(state, bar)
-                    if finished_epoch:
-                        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                        if self.cfg.val_every == 0 and state.iteration < self.total:
-                            self.validate(state)
-                if self.last_val is None or self.last_val["iter"] != state.iteration:
-                    self.validate(state)
+                # Left before the handlers below run: a SIGTERM (torchrun stopping every rank
+                # once one failed) then cannot cut short the saving and the one-line error.
+                with self.stop.installed():
+                    self._train(state, bar)
             except Interrupted:
                 raise
             except Terminated:
@@ -166,16 +160,28 @@ class Trainer(Training):
             except Exception:  # a bug or a library failure: its traceback, but no work lost
                 self.log.warn(self._save_after_error(state))
                 raise
-        self.save_last(state)
-        self.folder.finish(
-            self.model,
-            self.task,
-            self.data,
-            self.device,
-            state,
-            time.perf_counter() - started,
-            self.last_val,
-        )
+            self.save_last(state)
+            self.folder.finish(
+                self.model,
+                self.task,
+                self.data,
+                self.device,
+                state,
+                time.perf_counter() - started,
+                self.last_val,
+            )
+
+    def _train(self, state: TrainState, bar) -> None:
+        """Epochs until `total` iterations, validating as asked and at the end."""
+        while state.iteration < self.total:
+            skip = state.batch_in_epoch * self.cfg.batch_size
+            self.loader.sampler.start_at(state.epoch, skip)
+            if self.train_one_epoch(state, bar):
+                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                if self.cfg.val_every == 0 and state.iteration < self.total:
+                    self.validate(state)
+        if self.last_val is None or self.last_val["iter"] != state.iteration:
+            self.validate(state)
 
     def train_one_epoch(self, state: TrainState, bar) -> bool:
         """Consume the rest of the epoch; False if training ended (total or Ctrl-C) inside it."""
