@@ -83,8 +83,17 @@ class RunFolder:
     saved_iteration: int | None = None  # the iteration last.pt holds, once written
 
     @classmethod
-    def open(cls, cfg, recipe, class_names, dist, log, model_bytes=0, category_ids=None,
-             resume: ResumePoint | None = None) -> RunFolder:  # fmt: skip
+    def open(
+        cls,
+        cfg: TrainConfig,
+        recipe: Recipe,
+        class_names,
+        dist,
+        log,
+        model_bytes: int = 0,
+        category_ids: tuple[int, ...] | None = None,
+        resume: ResumePoint | None = None,
+    ) -> RunFolder:
         """The run folder (the resumed run's, or a new one), checked to be writable, with the
         config written and metrics.jsonl holding the records up to the checkpoint's iteration
         (none for a new run). Called once everything else is validated: a refused start
