@@ -11,6 +11,7 @@ import pytest
 from segcli import viz
 from segcli.data import loader
 from segcli.engine import checkpoint, runs, trainer
+from segcli.errors import first_line
 
 from conftest import TINY_FCN, TINY_SHAPES
 
@@ -128,3 +129,19 @@ def test_a_sigterm_reaching_a_starting_dataloader_worker_does_not_kill_it(monkey
     monkeypatch.setattr(loader, "_init_worker", terminated_while_starting)
     batches = loader.eval_loader(list(range(6)), workers=2, batch_size=2)
     assert [b.tolist() for b in batches] == [[0, 1], [2, 3], [4, 5]]
+
+
+GLOO = "[../gloo/transport/tcp/pair.cc:545] Read error: reset. Check the logs\nmore"
+
+
+@pytest.mark.parametrize(
+    ("exc", "kwargs", "expected"),
+    [
+        (RuntimeError(GLOO), {}, "Read error: reset"),
+        (RuntimeError("No op: foo\nbar"), {"with_type": True}, "RuntimeError: No op: foo"),
+        (ValueError(""), {"with_type": True}, "ValueError"),
+        (OSError("x" * 300), {"limit": 100}, "x" * 100),
+    ],
+)  # fmt: skip
+def test_first_line_is_the_gist_of_a_library_error(exc, kwargs, expected):
+    assert first_line(exc, **kwargs) == expected
