@@ -1,6 +1,7 @@
 """User-facing errors: one line naming the file or key and the problem, exit code 2."""
 
 import difflib
+import re
 from collections.abc import Iterable
 
 ORIGINAL_TRACEBACK = "Original Traceback"
@@ -41,3 +42,15 @@ def did_you_mean(
     if close:
         return f"; did you mean {', '.join(close)}?"
     return f"; known: {', '.join(known)}" if list_known else ""
+
+
+def first_line(exc: BaseException, limit: int = 200, with_type: bool = False) -> str:
+    """The gist of a library error for a one-line message: its first sentence of its first
+    line, without a `[file.cc:123]` source prefix, at most `limit` characters (the type's name
+    in front when `with_type`, or alone when there is no message)."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    text = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", text.splitlines()[0])
+    text = text.split(". ")[0][:limit]
+    return f"{type(exc).__name__}: {text}" if with_type else text

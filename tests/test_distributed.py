@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from segcli.engine import distributed
-from segcli.engine import trainer as loop
+from segcli.engine import distributed, setup
 
 from helpers import TINY_FCN, TINY_SHAPES, run_segcli
 
@@ -73,7 +72,7 @@ def test_the_model_is_freed_before_the_process_group_is_destroyed(
     model alive past destroy_process_group, and its threads then aborted about one two-process
     run in eight at exit ("terminate called without an active exception")."""
     models, alive_at_shutdown = [], []
-    place_model, shutdown = loop.place_model, distributed.shutdown
+    place_model, shutdown = setup.place_model, distributed.shutdown
 
     def recording_place_model(model, cfg, device):
         models.append(weakref.ref(model))
@@ -83,7 +82,7 @@ def test_the_model_is_freed_before_the_process_group_is_destroyed(
         alive_at_shutdown.append(models[0]() is not None)
         shutdown()
 
-    monkeypatch.setattr(loop, "place_model", recording_place_model)
+    monkeypatch.setattr(setup, "place_model", recording_place_model)
     monkeypatch.setattr(distributed, "shutdown", recording_shutdown)
     gc.disable()  # what counts is reference counting: the collector runs at no fixed time
     try:

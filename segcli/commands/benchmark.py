@@ -284,7 +284,8 @@ def train_step(recipe: Recipe, model, cfg, device) -> Callable[[], None]:
     from segcli.data.loader import train_loader
     from segcli.engine.freeze import train_mode
     from segcli.engine.optim import build_optimizer
-    from segcli.engine.trainer import optimizer_step, place_model
+    from segcli.engine.setup import place_model
+    from segcli.engine.trainer import optimizer_step
 
     task = tasks.for_recipe(recipe)
     data = task.build_data(cfg, splits=("train",))

@@ -18,7 +18,7 @@ from rich.console import Console
 from segcli import io
 from segcli.data.shapes import ShapesDataset
 from segcli.engine import checkpoint
-from segcli.errors import ConfigError, DataError
+from segcli.errors import ConfigError, DataError, first_line
 from segcli.export.forms import ExportForm, export_form
 from segcli.export.parity import (
     Check,
@@ -138,7 +138,9 @@ def _export(writer, form, image, target, dynamic, meta, name) -> None:
             warnings.simplefilter("ignore")
             writer(form, form.example(image), target, dynamic, meta)
     except Exception as exc:  # the exporters raise many types; each is one line to the user
-        raise ExportError(f"{name} cannot be exported: {_first_line(exc)}") from None
+        raise ExportError(
+            f"{name} cannot be exported: {first_line(exc, 160, with_type=True)}"
+        ) from None
 
 
 def write_onnx(form: ExportForm, example, target: Path, dynamic: bool, meta: dict) -> None:
@@ -202,7 +204,9 @@ def check(form: ExportForm, model, run, images: list[torch.Tensor]) -> Check:
         outputs = [np.asarray(o) for o in run(x)]
     except Exception as exc:  # onnxruntime's and TorchScript's failures: one line
         shape = "x".join(map(str, x.shape))
-        message = f"the exported model fails on a {shape} input: {_first_line(exc)}"
+        message = (
+            f"the exported model fails on a {shape} input: {first_line(exc, 160, with_type=True)}"
+        )
         raise ExportError(message) from None
     diffs, count = [], None
     with torch.no_grad():
@@ -240,8 +244,3 @@ def report(console, name, fmt, out, written, seconds, form, dynamic, checks) -> 
         raise ParityError(
             f"the export differs from PyTorch at {where.title}: {worst}; {out} not written"
         )
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:160]}" if text else type(exc).__name__

@@ -7,7 +7,7 @@ rank loads it.
 
 from __future__ import annotations
 
-import signal
+import functools
 from collections.abc import Iterator
 
 import cv2
@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from segcli.data.transforms import sample_seed
+from segcli.data.workers import STOP_SIGNALS, init_worker, stops_blocked
 
 
 class ResumableSampler(DistributedSampler):
@@ -45,16 +46,13 @@ def _own_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _init_worker(_worker_id: int) -> None:
-    torch.set_num_threads(1)  # the workers already use the cores (OpenCV: see ForkSafeLoader)
-    # Ctrl-C and a SIGTERM to the whole process group (a scheduler, `docker stop`) are the main
-    # process's to handle: it stops the workers itself, and they exit when it is gone.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+# Ctrl-C and SIGTERM are the main process's (segcli.engine.stopping): it stops the workers.
+_init_worker = functools.partial(init_worker, ignore=STOP_SIGNALS)
 
 
 class ForkSafeLoader(DataLoader):
-    """A DataLoader whose workers are forked while OpenCV's thread pool is stopped.
+    """A DataLoader whose workers are forked while OpenCV's thread pool is stopped and the
+    stop signals are blocked (segcli.data.workers.stops_blocked).
 
     A pool thread of the main process can hold the pool's lock at the moment of fork; the
     worker then hangs at its first OpenCV call. With the pool at one thread while the workers
@@ -67,7 +65,8 @@ class ForkSafeLoader(DataLoader):
         threads = cv2.getNumThreads()
         cv2.setNumThreads(1)
         try:
-            return super().__iter__()
+            with stops_blocked():
+                return super().__iter__()
         finally:
             cv2.setNumThreads(threads)
 

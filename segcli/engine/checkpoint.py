@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from segcli import io
-from segcli.errors import DataError
+from segcli.errors import DataError, first_line
 from segcli.torch_files import check_torch_file, describe_file
 
 FORMAT_VERSION = 1
@@ -111,6 +111,6 @@ def restore_model(
         model.load_state_dict(payload["model"])
     except RuntimeError as exc:
         raise DataError(
-            f"{path}: weights do not fit {recipe.name} ({str(exc).splitlines()[0][:100]})"
+            f"{path}: weights do not fit {recipe.name} ({first_line(exc, 100)})"
         ) from None
     return model.to(device).eval(), recipe, cfg, names, payload

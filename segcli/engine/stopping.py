@@ -1,6 +1,8 @@
 """How a training run reacts to signals: Ctrl-C stops after the current iteration with last.pt
 written (a second Ctrl-C stops at once); SIGTERM (a launcher stopping every rank because one
-failed) stops at once, keeping the last last.pt.
+failed, a scheduler, `docker stop`) stops at once, keeping the last last.pt. Only the main
+process acts on them: DataLoader workers start with both blocked and ignore them
+(segcli.data.workers), so a SIGTERM to the whole process group reads the same.
 
 StopSignals holds no reference to the trainer: a cycle through it would keep the DDP model
 alive past the process group's destruction, and its threads then abort the process at exit.
@@ -55,11 +57,3 @@ class StopSignals:
 
 def _on_sigterm(signum, frame) -> None:
     raise Terminated
-
-
-def worker_stopped_by_sigterm(exc: RuntimeError) -> bool:
-    """Whether `exc` is PyTorch's report of a DataLoader worker that SIGTERM ended: workers
-    ignore it once started (segcli.data.loader), but a signal to the whole process group can
-    reach a worker that is still starting."""
-    text = str(exc)
-    return "DataLoader worker" in text and "killed by signal: Terminated" in text

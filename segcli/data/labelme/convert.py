@@ -27,6 +27,7 @@ from segcli.data.labelme.coco import coco_document
 from segcli.data.labelme.plan import Plan, make_plan
 from segcli.data.labelme.worker import Job, check_file, convert_file
 from segcli.data.labelme.writers import split_stems, write_folder_files
+from segcli.data.workers import init_worker
 from segcli.errors import ConfigError, DataError
 
 
@@ -193,7 +194,7 @@ def _pool(workers: int):
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if context.get_start_method() == "forkserver":
         context.set_forkserver_preload([worker.__name__])  # import once, fork cheaply
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=worker.init_worker)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker)
     try:
         yield pool
     finally:

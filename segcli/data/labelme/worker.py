@@ -6,11 +6,8 @@ Both take and return small picklable values; images and masks never cross proces
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
 from pathlib import Path
-
-import cv2
 
 from segcli.data.labelme.classes import Classes
 from segcli.data.labelme.coco import instance_annotations
@@ -20,13 +17,6 @@ from segcli.data.labelme.parse import ShapeProblem, read_labelme
 from segcli.data.labelme.rasterise import extent_problem
 from segcli.data.labelme.writers import write_image_files
 from segcli.errors import DataError
-
-
-def init_worker() -> None:
-    """Ctrl-C reaches the main process only, which stops the pool cleanly; OpenCV keeps to one
-    thread because the pool already uses every core."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cv2.setNumThreads(1)
 
 
 @dataclass(frozen=True)
