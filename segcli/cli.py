@@ -228,10 +228,10 @@ def eval_command(
         )
         facts = [("predictions", str(pred)), ("ground truth", str(gt))]
     else:
-        from segcli.engine import runs
+        from segcli.engine import run_dirs
 
         path = check_torch_file(
-            checkpoint or runs.latest_run(needs="best.pt") / "best.pt", "checkpoint"
+            checkpoint or run_dirs.latest_run(needs="best.pt") / "best.pt", "checkpoint"
         )
         predict = modes.predictor(tta, tta_scale, tta_flip, crf, crf_param, superpixels)
         scored = modes.score_checkpoint(

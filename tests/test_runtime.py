@@ -10,7 +10,7 @@ import pytest
 
 from segcli import viz
 from segcli.data import loader
-from segcli.engine import checkpoint, runs, trainer
+from segcli.engine import checkpoint, run_folder, trainer
 from segcli.errors import first_line
 
 from helpers import TINY_FCN, TINY_SHAPES
@@ -78,7 +78,7 @@ def test_every_last_pt_has_the_same_keys_whoever_writes_it(
 def test_resume_reads_metrics_once_and_the_curves_come_from_memory(cli, in_tmp, monkeypatch):
     result = cli(*TRAIN, "--iters", "2", "--set", "log_every=1", "--out", "run")
     assert result.exit_code == 0, result.output
-    reads, read_jsonl, open_folder = [], runs._read_jsonl, runs.RunFolder.open
+    reads, read_jsonl, open_folder = [], run_folder._read_jsonl, run_folder.RunFolder.open
 
     def counted_read(path):
         reads.append(path)
@@ -89,7 +89,7 @@ def test_resume_reads_metrics_once_and_the_curves_come_from_memory(cli, in_tmp, 
 
     def open_then_forbid_reading(*args, **kwargs):
         folder = open_folder(*args, **kwargs)
-        monkeypatch.setattr(runs, "_read_jsonl", refuse)
+        monkeypatch.setattr(run_folder, "_read_jsonl", refuse)
         real_read_text = pathlib.Path.read_text
 
         def read_text(path, *a, **k):
@@ -106,8 +106,8 @@ def test_resume_reads_metrics_once_and_the_curves_come_from_memory(cli, in_tmp, 
         drawn.append([(r["kind"], r["iter"]) for r in rows])
         plot_curves(rows, path, score_name)
 
-    monkeypatch.setattr(runs, "_read_jsonl", counted_read)
-    monkeypatch.setattr(runs.RunFolder, "open", open_then_forbid_reading)
+    monkeypatch.setattr(run_folder, "_read_jsonl", counted_read)
+    monkeypatch.setattr(run_folder.RunFolder, "open", open_then_forbid_reading)
     monkeypatch.setattr(viz, "plot_curves", recording_plot)
     result = cli(*TRAIN, "--iters", "3", "--set", "log_every=1", "--out", "run", "--resume", "auto")
     assert result.exit_code == 0, result.output

@@ -19,7 +19,7 @@ from segcli.config import (
     merge_layers,
     read_config_file,
 )
-from segcli.engine import runs
+from segcli.engine import run_dirs
 from segcli.errors import ConfigError, DataError
 from segcli.recipe import Recipe
 
@@ -110,15 +110,15 @@ def locate(cfg: TrainConfig, recipe: Recipe, log) -> ResumePoint:
 def _latest_resumable(recipe: Recipe, log) -> Path:
     """The highest-numbered run of `recipe` with a last.pt; newer folders without one (a run
     stopped before its first save) are named, not silently passed over."""
-    folders = runs.run_folders(recipe.name)
+    folders = run_dirs.run_folders(recipe.name)
     usable = [f for f in folders if (f / "last.pt").is_file()]
     if not usable:
         raise DataError(
-            f"{runs.RUNS_ROOT / recipe.name}: no {recipe.name} run with a last.pt to resume; "
+            f"{run_dirs.RUNS_ROOT / recipe.name}: no {recipe.name} run with a last.pt to resume; "
             "drop --resume to start a new run"
         )
     chosen = usable[-1]
-    newer = [str(f) for f in folders if runs.run_number(f) > runs.run_number(chosen)]
+    newer = [str(f) for f in folders if run_dirs.run_number(f) > run_dirs.run_number(chosen)]
     skipped = f"; newer {', '.join(newer)} without last.pt passed over" if newer else ""
     log.info(f"--resume auto: {chosen}, the latest {recipe.name} run with a last.pt{skipped}")
     return chosen

@@ -24,7 +24,8 @@ from segcli.engine.device import select_device
 from segcli.engine.events import Events
 from segcli.engine.freeze import train_mode
 from segcli.engine.resume import ResumePoint, check_changes, check_classes, locate
-from segcli.engine.runs import RunFolder, refuse_occupied_out
+from segcli.engine.run_dirs import refuse_occupied_out
+from segcli.engine.run_folder import RunFolder
 from segcli.engine.setup import Training, TrainState, check_split_sizes, seed_everything
 from segcli.engine.stopping import StopSignals, Terminated
 from segcli.errors import SegcliError, first_line
