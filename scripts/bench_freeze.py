@@ -10,7 +10,8 @@ import argparse
 import numpy as np
 import torch
 
-from segcli.commands.benchmark import time_interleaved, train_step
+from segcli.commands.benchmark import train_step
+from segcli.commands.benchmark_measures import time_interleaved
 from segcli.config import resolve_config
 from segcli.engine.freeze import freeze_backbone
 from segcli.recipe import REFERENCE_CLASSES, get_recipe

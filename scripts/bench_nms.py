@@ -14,7 +14,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from segcli import io
-from segcli.commands.benchmark import time_interleaved
+from segcli.commands.benchmark_measures import time_interleaved
 from segcli.ops.nms import fast_nms
 
 CLASSES, PER_CLASS, REPEATS, IOU = 80, 200, 30, 0.5

@@ -397,8 +397,7 @@ def benchmark_command(
     if nms or compare_nms:
         message = "warning: --nms and --compare-nms are deprecated; use --variant and --compare"
         err_console.print(message, highlight=False)
-    from segcli.commands.benchmark import BenchSpec
-    from segcli.report.benchmark import benchmark
+    from segcli.commands.benchmark import BenchSpec, benchmark
 
     spec = BenchSpec(
         recipe,

@@ -224,7 +224,8 @@ def test_recipe_variants_are_model_options_with_a_note():
 
 
 PEAK_IN_CHILD = (
-    "from segcli.commands.benchmark import process_peak_rss_mb; print(process_peak_rss_mb())"
+    "from segcli.commands.benchmark_measures import process_peak_rss_mb; "
+    "print(process_peak_rss_mb())"
 )
 
 

@@ -261,9 +261,10 @@ class Trainer(Training):
         (one line, the per-class table for the last step)."""
         if not len(self.data.val):
             return
-        distributed.broadcast_buffers(checkpoint.unwrap(self.model))
+        model = checkpoint.unwrap(self.model)
+        distributed.broadcast_buffers(model)
         result, _ = run_evaluation(
-            self.task, self.model, self.data, self.cfg, self.device, self.precision, self.dist
+            self.task, model, self.data, self.cfg, self.device, self.precision, self.dist
         )
         score = result[self.task.score]
         improved = score > state.best_score

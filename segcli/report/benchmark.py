@@ -1,19 +1,10 @@
-"""What `segcli benchmark` prints and writes: side-by-side rich tables and the JSON file."""
+"""What `segcli benchmark` shows: side-by-side rich tables of results, and the stage breakdown."""
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
-from rich.console import Console
 from rich.table import Table
 
-from segcli import io
-from segcli.commands.benchmark import SHARED_PROCESS, BenchSpec, run_benchmarks
-from segcli.commands.benchmark_stages import STAGES
-from segcli.errors import ConfigError
-from segcli.recipe import get_recipe
-
+SHARED_PROCESS = "n/a (shared process)"  # a peak that several measured models share
 ROWS = (  # (label, key, format)
     ("fps (images/s)", "fps", "{:.2f}"),
     ("latency p50 (ms)", "latency_ms_p50", "{:.1f}"),
@@ -33,40 +24,6 @@ ROWS = (  # (label, key, format)
     ("torch", "torch", "{}"),
     ("torchvision", "torchvision", "{}"),
 )
-
-
-def benchmark(
-    spec: BenchSpec, compare: bool, json_out: Path | None, console: Console
-) -> list[dict]:
-    """`segcli benchmark`: measure, print the tables, write --json; returns the results.
-
-    `compare`: every variant of the recipe side by side; the JSON is the first one's result
-    with all of them under "compare", each with its fps relative to the first's."""
-    specs = compared_specs(spec) if compare else [spec]
-    results = run_benchmarks(specs)
-    titles = [s.variant for s in specs] if compare else [results[0]["recipe"]]
-    console.print(results_table(results, titles))
-    if any("stages_ms" in r for r in results):
-        console.print(stages_table(results, titles))
-    if json_out:
-        payload = dict(results[0])
-        if compare:
-            base = results[0]["fps"]
-            payload["compare"] = {
-                t: {**r, "fps_ratio": r["fps"] / base} for t, r in zip(titles, results)
-            }
-        io.write_json(json_out, payload)
-    return results
-
-
-def compared_specs(spec: BenchSpec) -> list[BenchSpec]:
-    """One spec per variant of the recipe (`--compare`), in the recipe's order."""
-    recipe = get_recipe(spec.recipe)
-    if not recipe.variants:
-        raise ConfigError(f"--compare: recipe {recipe.name} has no variants")
-    if spec.variant or spec.train:
-        raise ConfigError("--compare times inference of every variant; drop --variant/--train")
-    return [dataclasses.replace(spec, variant=name) for name in recipe.variants]
 
 
 def results_table(results: list[dict], titles: list[str]) -> Table:
@@ -127,7 +84,7 @@ def stages_table(results: list[dict], titles: list[str]) -> Table:
     table.add_column("stage")
     for title in titles:
         table.add_column(title, justify="right")
-    for stage in STAGES:
+    for stage in dict.fromkeys(s for r in results for s in r.get("stages_ms", {})):
         cells = []
         for r in results:
             ms = r.get("stages_ms", {}).get(stage)
