@@ -61,7 +61,8 @@ def test_doctor_finds_every_problem_with_its_fix(broken):
 
 
 def test_check_command_prints_findings_and_exits_1(broken, tmp_path):
-    result = run_segcli("check", "--data", broken, cwd=tmp_path)
+    # piped, with the COLUMNS that pytest-xdist's workers (and many shells) export: no path folded
+    result = run_segcli("check", "--data", broken, cwd=tmp_path, env={"COLUMNS": "80"})
     assert result.returncode == 1, result.stderr
     for words in (
         "binary 0/255 mask",

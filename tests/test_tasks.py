@@ -83,7 +83,7 @@ def test_instance_evaluation_equals_the_per_task_loop_it_replaced():
     assert [r["image_id"] for r in evaluator.results] == sorted(
         r["image_id"] for r in evaluator.results
     )
-    assert result["maskiou_pearson_all"] == pytest.approx(0.13948104769492078, rel=1e-9)
+    assert result["maskiou_pearson_all"] == pytest.approx(0.13948104769492078, rel=1e-6)
     assert result["maskiou_matched"] == 0 and result["mask_ap_plain"] == 0.0
     assert any(line.startswith("MaskIoU vs actual IoU") for line in result["notes"])
 

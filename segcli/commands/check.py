@@ -32,10 +32,9 @@ def run_check(
             binary=settings.get("binary", False),
             via_attribute=settings.get("via_attribute"),
         )
-    # Off a terminal (a pipe, a log file) rows keep their natural width: no path folded.
-    width = None if console.is_terminal else PIPED_WIDTH
-    console.print(findings_table(report), width=width)
-    console.print(class_table(report), width=width)
+    tables = console if console.is_terminal else unfolded(console)
+    tables.print(findings_table(report))
+    tables.print(class_table(report))
     errors = len(report.errors)
     console.print(
         f"{report.images} images checked: {errors} error(s), "
@@ -48,6 +47,12 @@ def run_check(
             highlight=False,
         )
     return report
+
+
+def unfolded(console: Console) -> Console:
+    """The same output off a terminal (a pipe, a log file) with rows at their natural width, so
+    no path is folded: rich caps a print's width at the console's, which COLUMNS sets."""
+    return Console(file=console.file, width=PIPED_WIDTH, no_color=console.no_color)
 
 
 def findings_table(report: Report) -> Table:
