@@ -28,6 +28,7 @@ TINY_RCNN = {
 # these steps slow on a CPU; the paper-size models are still built, on the meta device, by
 # count_parameters below, and their parameter counts checked in test_deeplab.py.
 TEST_OPTIONS = {
+    **{name: {"width": 0.125, "fc_channels": 64} for name in ("fcn32s", "fcn16s", "fcn8s")},
     "deeplabv1": {"width": 0.125, "fc_channels": 64},
     "deeplabv2": {"backbone": "resnet50", "width": 0.125},
     "deeplabv3": {"backbone": "resnet50", "width": 0.125, "channels": 32},
