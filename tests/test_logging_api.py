@@ -4,6 +4,7 @@ evaluate) without side effects on global state."""
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 import random
@@ -13,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from rich.console import Console
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import segcli
-from segcli.engine.train_log import LOGGER, ConsoleHandler
+from segcli.engine.train_log import LOGGER, ConsoleHandler, Reporter
 
 from helpers import TINY_FCN, TINY_RCNN, TINY_SHAPES
 
@@ -34,6 +36,19 @@ def events(run: Path) -> EventAccumulator:
     accumulator = EventAccumulator(str(path), size_guidance={"images": 0})
     accumulator.Reload()
     return accumulator
+
+
+def test_a_bug_ends_train_log_with_its_traceback_and_not_the_console(tmp_path):
+    console = Console(file=io.StringIO(), width=100)
+    with pytest.raises(ZeroDivisionError), Reporter(console).attached() as log:
+        log.write_log_to(tmp_path / "train.log")
+        log.info("started")
+        log.info(str(1 / 0))
+    text = (tmp_path / "train.log").read_text()
+    assert "started" in text and "ERROR   error: ZeroDivisionError: division by zero" in text
+    assert text.rstrip().endswith("ZeroDivisionError: division by zero")  # the traceback's end
+    assert "Traceback (most recent call last)" in text
+    assert "error" not in console.file.getvalue()  # the CLI prints it there, once
 
 
 def test_every_run_writes_tensorboard_events_and_a_plain_train_log(cli, in_tmp):

@@ -5,6 +5,8 @@ signals kept from DataLoader workers from the moment they start."""
 import os
 import pathlib
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -145,3 +147,46 @@ GLOO = "[../gloo/transport/tcp/pair.cc:545] Read error: reset. Check the logs\nm
 )  # fmt: skip
 def test_first_line_is_the_gist_of_a_library_error(exc, kwargs, expected):
     assert first_line(exc, **kwargs) == expected
+
+
+def test_a_worker_is_silent_on_a_handover_its_stopped_parent_broke(tmp_path):
+    """A SIGTERM can stop the main process while a worker's resource_sharer thread hands it a
+    batch; the worker's report of that broken connection would be a stray traceback."""
+    script = (
+        "import sys\n"
+        "from segcli.data.workers import init_worker\n"
+        "init_worker(0)\n"
+        "for exc in (BrokenPipeError('pipe'), EOFError('eof'), ValueError('a real bug')):\n"
+        "    sys.excepthook(type(exc), exc, None)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "a real bug" in result.stderr
+    assert "pipe" not in result.stderr and "eof" not in result.stderr
+
+
+def test_a_sigterm_inside_a_held_block_is_raised_when_it_ends():
+    """TensorBoard's writer is left locked by an exception half-way through a write (its close
+    then hangs): a SIGTERM waits for the block, then stops the run as it would have."""
+    script = (
+        "import os, signal, time\n"
+        "from segcli.engine import stopping\n"
+        "done = []\n"
+        "with stopping.StopSignals(print).installed():\n"
+        "    try:\n"
+        "        with stopping.sigterm_held():\n"
+        "            os.kill(os.getpid(), signal.SIGTERM)\n"
+        "            time.sleep(0.2)\n"
+        "            done.append('block')\n"
+        "    except stopping.Terminated:\n"
+        "        print(done, 'Terminated')\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(0.2)\n"
+        "        print('not raised outside')\n"
+        "    except stopping.Terminated:\n"
+        "        print('raised outside')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["['block'] Terminated", "raised outside"]

@@ -251,6 +251,9 @@ def test_tensors_stay_finite_in_a_saved_error_checkpoint(cli, in_tmp):
     one_line_error(result, "non-finite loss at iteration")
     kept = checkpoint.load(in_tmp / "run/last.pt")
     assert kept["progress"]["iteration"] >= 1
+    # train.log ends as stderr does, so a log read later says why the run stopped
+    last_line = (in_tmp / "run/train.log").read_text().strip().splitlines()[-1]
+    assert "ERROR   error: non-finite loss at iteration" in last_line
     assert all(torch.isfinite(v).all() for v in kept["model"].values())
 
 
@@ -282,3 +285,5 @@ def test_sigterm_to_the_process_group_is_one_line(in_tmp):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "stopped by SIGTERM" in err, err[-3000:]
     assert "Traceback" not in err
+    log = (in_tmp / "runs/fcn8s/1/train.log").read_text().strip().splitlines()
+    assert log[-1].endswith(err.strip().splitlines()[-1])

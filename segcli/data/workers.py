@@ -1,17 +1,22 @@
 """How every worker process segcli starts (DataLoader workers, the convert-labelme pool) begins:
 one OpenCV thread, since the workers already use the cores, and the stop signals left to the
-main process, which stops its workers itself. Torch-free: the labelme pool never imports torch.
+main process, which stops its workers itself (and says why). Torch-free: the labelme pool never
+imports torch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 from collections.abc import Iterable
+from multiprocessing import AuthenticationError
 
 import cv2
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# What a handover to a main process that stopped mid-way raises.
+PARENT_GONE = (ConnectionError, EOFError, AuthenticationError)
 
 
 def init_worker(*_worker_id: int, ignore: Iterable[int] = (signal.SIGINT,)) -> None:
@@ -21,7 +26,21 @@ def init_worker(*_worker_id: int, ignore: Iterable[int] = (signal.SIGINT,)) -> N
     for sig in ignore:
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, ignore)  # a pending one is discarded: ignored
+    sys.excepthook = quiet_when_the_parent_is_gone(sys.excepthook)
     cv2.setNumThreads(1)
+
+
+def quiet_when_the_parent_is_gone(hook):
+    """`hook`, silent on PARENT_GONE. A DataLoader worker hands each batch's shared memory to
+    the main process over a connection (multiprocessing.resource_sharer, whose thread reports
+    failures through sys.excepthook); a main process stopped mid-handover (SIGTERM) breaks it,
+    and the main process reports the stop itself."""
+
+    def excepthook(kind, value, traceback):
+        if not issubclass(kind, PARENT_GONE):
+            hook(kind, value, traceback)
+
+    return excepthook
 
 
 @contextlib.contextmanager

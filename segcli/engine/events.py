@@ -9,10 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
+from segcli.engine.stopping import sigterm_held
+
 
 class Events:
     """A SummaryWriter when `enabled` and tensorboard is installed; otherwise nothing (and,
-    when asked for but missing, one warning saying how to get it)."""
+    when asked for but missing, one warning saying how to get it). A SIGTERM waits for the
+    write under way."""
 
     def __init__(self, run_dir: Path, enabled: bool, log):
         self.writer = None
@@ -36,16 +39,18 @@ class Events:
         """Every finite number of `values` as `prefix/name`."""
         if self.writer is None:
             return
-        for name, value in values.items():
-            if isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value):
-                self.writer.add_scalar(f"{prefix}/{name}", value, step)
+        with sigterm_held():
+            for name, value in values.items():
+                if isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value):
+                    self.writer.add_scalar(f"{prefix}/{name}", value, step)
 
     def images(self, prefix: str, named: list[tuple[str, np.ndarray]], step: int) -> None:
         """uint8 RGB images [H, W, 3] as `prefix/name`."""
         if self.writer is None:
             return
-        for name, image in named:
-            self.writer.add_image(f"{prefix}/{name}", image, step, dataformats="HWC")
+        with sigterm_held():
+            for name, image in named:
+                self.writer.add_image(f"{prefix}/{name}", image, step, dataformats="HWC")
 
     def close(self) -> None:
         if self.writer is not None:

@@ -1,8 +1,9 @@
 """How a training run reacts to signals: Ctrl-C stops after the current iteration with last.pt
 written (a second Ctrl-C stops at once); SIGTERM (a launcher stopping every rank because one
-failed, a scheduler, `docker stop`) stops at once, keeping the last last.pt. Only the main
-process acts on them: DataLoader workers start with both blocked and ignore them
-(segcli.data.workers), so a SIGTERM to the whole process group reads the same.
+failed, a scheduler, `docker stop`) stops at once, keeping the last last.pt, except inside
+`sigterm_held()`, which it waits for. Only the main process acts on them: DataLoader workers
+start with both blocked and ignore them (segcli.data.workers), so a SIGTERM to the whole process
+group reads the same.
 
 StopSignals holds no reference to the trainer: a cycle through it would keep the DDP model
 alive past the process group's destruction, and its threads then abort the process at exit.
@@ -18,6 +19,10 @@ from collections.abc import Callable
 
 class Terminated(Exception):
     """SIGTERM arrived; the trainer turns it into a one-line error saying what was kept."""
+
+
+_held = 0  # how many sigterm_held blocks are open
+_pending = False  # a SIGTERM came inside one
 
 
 class StopSignals:
@@ -55,5 +60,25 @@ class StopSignals:
         self._warn("Ctrl-C: finishing this iteration and writing last.pt (again to abort)")
 
 
+@contextlib.contextmanager
+def sigterm_held():
+    """SIGTERM raises Terminated only once the block is done: for calls into a library that
+    leave its locks or queues broken when an exception strikes half-way (TensorBoard's writer
+    then hangs the close that follows)."""
+    global _held, _pending
+    _held += 1
+    try:
+        yield
+    finally:
+        _held -= 1
+    if _pending and not _held:
+        _pending = False
+        raise Terminated
+
+
 def _on_sigterm(signum, frame) -> None:
+    global _pending
+    if _held:
+        _pending = True
+        return
     raise Terminated

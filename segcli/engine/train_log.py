@@ -2,7 +2,8 @@
 
 Everything goes through the `segcli.train` logger: rich's handler shows it on the console
 (tables as tables), and from the moment the run folder is known a file handler writes the
-same lines, without colour, to `train.log` (what came before is buffered and written first).
+same lines, without colour, to `train.log` (what came before is buffered and written first),
+ending with the error that stopped the run, if one did.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from segcli import report
+from segcli.errors import SegcliError, first_line
 from segcli.progress import SilentBar, progress_bar, shown_on
 
 LOG_WIDTH = 120  # columns of the tables in train.log
@@ -78,6 +80,9 @@ class Reporter:
         try:
             with shown_on(self.console):
                 yield self
+        except (Exception, KeyboardInterrupt) as exc:
+            self._log_the_end(exc)
+            raise
         finally:
             for handler in handlers:
                 self.logger.removeHandler(handler)
@@ -87,6 +92,17 @@ class Reporter:
             self.buffer = None
             self.logger.setLevel(level)
             self.logger.propagate = propagate
+
+    def _log_the_end(self, exc: BaseException) -> None:
+        """train.log's last line: why the run stopped, as the CLI prints it on stderr (a bug's
+        traceback too), so a log read later, or on another machine, tells."""
+        if isinstance(exc, SegcliError):
+            message, exc_info = f"error: {exc}", None
+        elif isinstance(exc, KeyboardInterrupt):
+            message, exc_info = "error: interrupted", None
+        else:
+            message, exc_info = f"error: {first_line(exc, with_type=True)}", exc
+        self.logger.error(message, exc_info=exc_info, extra={"file_only": True})
 
     def write_log_to(self, path: Path) -> None:
         """From now on (and for what was logged so far) also write `path`, in plain text."""
