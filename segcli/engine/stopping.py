@@ -71,8 +71,10 @@ def sigterm_held():
         yield
     finally:
         _held -= 1
-    if _pending and not _held:
-        _pending = False
+        stop = _pending and not _held  # an outer block raises it
+        if not _held:
+            _pending = False  # also when the block raised: that error ends the run
+    if stop:
         raise Terminated
 
 
