@@ -142,7 +142,7 @@ def evaluate(
     predict = build_predictor(V3_SCALES if tta else None, True, crf)
     settings = [f"{key}={value!r}" for key, value in (sets or {}).items()]
     with shown_on(Console()):
-        result, names, _ = evaluate_checkpoint(
+        result, names, _, _ = evaluate_checkpoint(
             Path(checkpoint), data, device, workers, predict, settings, None, metric
         )
     return {**result, "class_names": list(names)}

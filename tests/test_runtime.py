@@ -149,54 +149,64 @@ def test_first_line_is_the_gist_of_a_library_error(exc, kwargs, expected):
     assert first_line(exc, **kwargs) == expected
 
 
-def test_a_worker_is_silent_on_a_handover_its_stopped_parent_broke(tmp_path):
-    """A SIGTERM can stop the main process while a worker's resource_sharer thread hands it a
-    batch; the worker's report of that broken connection would be a stray traceback."""
-    script = (
-        "import sys\n"
-        "from segcli.data.workers import init_worker\n"
-        "init_worker(0)\n"
-        "for exc in (BrokenPipeError('pipe'), EOFError('eof'), ValueError('a real bug')):\n"
-        "    sys.excepthook(type(exc), exc, None)\n"
-    )
+def run_python(script: str) -> subprocess.CompletedProcess:
+    """`script` in a fresh interpreter: signal handlers and sys.excepthook of its own."""
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "a real bug" in result.stderr
-    assert "pipe" not in result.stderr and "eof" not in result.stderr
+    return result
+
+
+WORKER_REPORTS = """
+import sys
+from segcli.data.workers import init_worker
+init_worker(0)
+for exc in (BrokenPipeError("pipe"), EOFError("eof"), ValueError("a real bug")):
+    sys.excepthook(type(exc), exc, None)
+"""
+
+
+def test_a_worker_is_silent_on_a_handover_its_stopped_parent_broke():
+    """A SIGTERM can stop the main process while a worker's resource_sharer thread hands it a
+    batch; the worker's report of that broken connection would be a stray traceback."""
+    stderr = run_python(WORKER_REPORTS).stderr
+    assert "a real bug" in stderr
+    assert "pipe" not in stderr and "eof" not in stderr
+
+
+SIGTERMS_HELD = """
+import os, signal, time
+from segcli.engine import stopping
+
+def sigterm():
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)  # the handler runs meanwhile
+
+done = []
+with stopping.StopSignals(print).installed():
+    try:
+        with stopping.sigterm_held():
+            sigterm()
+            done.append("block")
+    except stopping.Terminated:
+        print(done, "Terminated")
+    try:
+        sigterm()
+        print("not raised outside")
+    except stopping.Terminated:
+        print("raised outside")
+    try:  # a block that fails leaves nothing pending for a later one
+        with stopping.sigterm_held():
+            sigterm()
+            raise ValueError
+    except ValueError:
+        with stopping.sigterm_held():
+            pass
+        print("nothing pending")
+"""
 
 
 def test_a_sigterm_inside_a_held_block_is_raised_when_it_ends():
     """TensorBoard's writer is left locked by an exception half-way through a write (its close
     then hangs): a SIGTERM waits for the block, then stops the run as it would have."""
-    script = (
-        "import os, signal, time\n"
-        "from segcli.engine import stopping\n"
-        "done = []\n"
-        "with stopping.StopSignals(print).installed():\n"
-        "    try:\n"
-        "        with stopping.sigterm_held():\n"
-        "            os.kill(os.getpid(), signal.SIGTERM)\n"
-        "            time.sleep(0.2)\n"
-        "            done.append('block')\n"
-        "    except stopping.Terminated:\n"
-        "        print(done, 'Terminated')\n"
-        "    try:\n"
-        "        os.kill(os.getpid(), signal.SIGTERM)\n"
-        "        time.sleep(0.2)\n"
-        "        print('not raised outside')\n"
-        "    except stopping.Terminated:\n"
-        "        print('raised outside')\n"
-        "    try:\n"  # a block that fails leaves nothing pending for a later one
-        "        with stopping.sigterm_held():\n"
-        "            os.kill(os.getpid(), signal.SIGTERM)\n"
-        "            time.sleep(0.2)\n"
-        "            raise ValueError\n"
-        "    except ValueError:\n"
-        "        with stopping.sigterm_held():\n"
-        "            pass\n"
-        "        print('nothing pending')\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
     lines = ["['block'] Terminated", "raised outside", "nothing pending"]
-    assert result.stdout.splitlines() == lines
+    assert run_python(SIGTERMS_HELD).stdout.splitlines() == lines

@@ -87,8 +87,8 @@ def score_checkpoint(path: Path, data, device, workers, predict, sets, save_json
     """A checkpoint on the val split of `data`: (result, class names, task name, examples)."""
     from segcli.commands import evaluate
 
-    result, names, task, examples = evaluate.evaluate_with_examples(
-        path, data, device, workers, predict, sets, save_json, worst, metric
+    result, names, task, examples = evaluate.evaluate_checkpoint(
+        path, data, device, workers, predict, sets, save_json, metric, worst
     )
     return result, names, task.name, examples
 

@@ -32,33 +32,16 @@ def evaluate_checkpoint(
     sets: Iterable[str] = (),
     save_json: Path | None = None,
     metric: str | None = None,
-) -> tuple[dict, tuple[str, ...], object]:
+    worst: int = 0,
+) -> tuple[dict, tuple[str, ...], Task, list]:
     """Scores of a checkpoint on the val split of `data` (default: the data it was trained on).
 
     `predict`: a semantic prediction function (TTA, CRF: segcli.ops.tta); `sets`: model
     options to change (`output_stride=8`); `save_json`: where to write the COCO results of an
     instance model; `metric`: the score asked for, checked against the task before anything
-    runs. Returns (result, class names, task: segcli.tasks.Task).
+    runs; `worst`: how many of the worst images to draw for the report (segcli.report.worst).
+    Returns (result, class names, task: segcli.tasks.Task, the worst images: [] for 0).
     """
-    scored = evaluate_with_examples(
-        path, data, device_name, workers, predict, sets, save_json, 0, metric
-    )
-    return scored[:3]
-
-
-def evaluate_with_examples(
-    path: Path,
-    data: str | None,
-    device_name: str = "auto",
-    workers: int = 2,
-    predict=None,
-    sets: Iterable[str] = (),
-    save_json: Path | None = None,
-    worst: int = 0,
-    metric: str | None = None,
-) -> tuple[dict, tuple[str, ...], Task, list]:
-    """evaluate_checkpoint's (result, class names, task) and the `worst` worst images drawn
-    for the report (segcli.report.worst; [] when `worst` is 0)."""
     device = select_device(device_name)
     model, recipe, cfg, names, _ = checkpoint.restore_model(path, device, sets)
     task = tasks.for_recipe(recipe, predict)
